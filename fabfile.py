@@ -1,0 +1,5 @@
+"""`fab [ENV] TASK` and `fab -H ENV_OR_HOST TASK`: mlctl's tasks (see `fab --list`)."""
+
+from mlctl.tasks import namespace
+
+ns = namespace()

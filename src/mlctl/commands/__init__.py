@@ -1,0 +1,1 @@
+"""Pure command builders: functions that return `Cmd` objects and never run anything."""

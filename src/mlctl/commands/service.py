@@ -1,0 +1,31 @@
+"""Restarting the app: systemd (socket activation keeps connections queued) or a pidfile."""
+
+from __future__ import annotations
+
+from ..shell import Cmd, Raw, script
+
+
+def systemd_restart(unit: str) -> Cmd:
+    return Cmd.of("systemctl", "restart", f"{unit}.service")
+
+
+def nginx_test_and_reload() -> Cmd:
+    """Never reload a broken config: `nginx -t` must pass first."""
+    return Cmd.of("nginx", "-t", "-q").then(Cmd.of("systemctl", "reload", "nginx"))
+
+
+def pidfile_stop(pidfile: str) -> Cmd:
+    """TERM the gunicorn master and wait (up to 10 s) for it to go."""
+    return Cmd((Raw("if"), Cmd.of("test", "-f", pidfile), Raw("; then pid=$(cat"), Cmd.of(pidfile),
+                Raw(") && kill -TERM \"$pid\" 2>/dev/null; for i in $(seq 100); do"
+                    " kill -0 \"$pid\" 2>/dev/null || break; sleep 0.1; done;"),
+                Cmd.of("rm", "-f", pidfile), Raw("; fi")))
+
+
+def pidfile_start(current: str, pidfile: str, bind: str, wsgi: str, logfile: str) -> Cmd:
+    return script(
+        Cmd((Cmd.of("cd", current), Raw("&& set -a && . ./.env && set +a &&"),
+             Cmd.of("./.venv/bin/gunicorn", "--daemon", "--pid", pidfile, "--bind", bind,
+                    "--workers", "2", "--error-logfile", logfile, "--access-logfile", logfile,
+                    wsgi.replace(":", ":", 1)))),
+    )

@@ -1,0 +1,326 @@
+"""`deploy`: guards → local preflight → connect → lock → remote preflight → upload → build on every
+host → snapshot, migrate, snapshot → switch → restart → health → record → prune → unlock.
+
+Nothing switches until every host has built; a failure after the switch puts every host back on
+the release it served before, and the lock is released in `finally`, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import console, guards, prune, setup, source, steps, wheelhouse
+from .commands import release as relcmd
+from .errors import DeployFailed, GuardRefused, MlctlError, PreflightFailed
+from .journal import local_user
+from .layout import Layout
+from .selection import open_session
+from .session import Result
+from .shell import Cmd
+
+MIN_FREE = 300 * 1024 * 1024  # a venv build needs about this much
+
+
+def deploy_task(sel, ref=None, dry_run=False, skip_tests=False, yes=False) -> int:
+    sess = open_session(sel, "deploy")
+    cfg = sess.cfg
+    if skip_tests and cfg["protected"]:
+        raise GuardRefused(f"--skip-tests is refused on protected environment {cfg.name}")
+    if not dry_run:
+        guards.confirm(cfg, "deploy", yes)
+    src = local_preflight(cfg, ref, skip_tests)
+    console.banner(cfg.name, cfg.color, f"deploy {src.commit[:12]} ({src.subject[:50]})", cfg.hosts)
+    try:
+        sess.connect()
+        rid = Deploy(sess, src, dry_run).run()
+    finally:
+        sess.close()
+    if not dry_run:
+        console.done(f"{cfg.name}: release {rid} is live on {len(sess.hosts)} host(s)")
+    return 0
+
+
+def local_preflight(cfg, ref: str | None, skip_tests: bool) -> source.Source:
+    proj = cfg.project["source"]
+    ref = ref or cfg["branch"] or proj["ref"]
+    dirty = source.dirty_files(proj["repo"])
+    if dirty and (cfg["protected"] or cfg["require_tests"]):
+        raise PreflightFailed(f"work tree has uncommitted changes ({dirty[0]}…)",
+                              "commit or stash them first")
+    if dirty:
+        console.warn(f"uncommitted changes are not deployed ({len(dirty)} file(s)); deploying {ref}")
+    src = source.resolve(proj["repo"], proj["subdir"], ref)
+    if cfg["require_tests"] and not skip_tests:
+        console.info(f"pytest gate on {src.commit[:12]} …")
+        source.run_gate(src, cfg.project["tests"])
+    return src
+
+
+class Deploy:
+    def __init__(self, sess, src: source.Source, dry_run: bool = False):
+        self.sess, self.cfg, self.src, self.dry = sess, sess.cfg, src, dry_run
+        self.lay = Layout(self.cfg["deploy_to"])
+        self.rid = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "-" + src.commit[:12]
+        self.rel = self.lay.release(self.rid)
+        self.locked: list = []
+        self.built: list = []
+        self.switched: list = []
+        self.snapshots: dict = {}
+        self.migrated: list = []
+        self.stage = "preflight"
+
+    # ------------------------------------------------------------ the pipeline
+
+    def run(self) -> str:
+        sess = self.sess
+        if self.cfg.local and not self.dry:
+            setup.prepare_local(sess)
+        sess.each(self.preflight)
+        if self.dry:
+            for h in sess.hosts:  # from here on every step prints its command instead
+                h.run = _printer(h)
+                h.stream = _printer(h, streamed=True)
+        try:
+            self.lock_all()
+            sess.each(self.build)
+            self.stage = "migrate"
+            self.migrate()
+            self.stage = "switch"
+            self.switch_all()
+            self.stage = "done"
+            sess.each(lambda h: self.finish(h, "good"))
+            self.tag()
+            sess.each(lambda h: prune.prune(h, self.rid))
+        except BaseException as e:
+            self.fail(e)
+            raise
+        finally:
+            self.unlock_all()
+        return self.rid
+
+    def preflight(self, host) -> None:
+        facts = steps.gather_facts(host)
+        name = self.cfg.name
+        if facts["marker"] and facts["marker"] != name:
+            raise PreflightFailed(f"{host.name}: this server belongs to {facts['marker']!r}, "
+                                  f"not {name!r}", "check the inventory's hosts")
+        if not facts["env_file"] and not self.cfg.local:
+            raise PreflightFailed(f"{host.name}: not set up (no shared .env)",
+                                  f"run `mlctl {name} setup` first")
+        if facts["free_bytes"] < MIN_FREE:
+            free = facts["free_bytes"] // (1024 * 1024)
+            raise PreflightFailed(f"{host.name}: only {free} MiB free in {self.cfg['deploy_to']}",
+                                  f"free at least {MIN_FREE // (1024 * 1024)} MiB")
+
+    def lock_all(self) -> None:
+        """The first host's lock decides between two concurrent runs; then the rest."""
+        first, rest = self.sess.hosts[0], self.sess.hosts[1:]
+        steps.lock(first, "deploy", self.rid)
+        self.locked.append(first)
+
+        def take(h):
+            steps.lock(h, "deploy", self.rid)
+            self.locked.append(h)
+
+        if rest:
+            self.sess.each(take, rest)
+        self.sess.each(self.clean_partials)
+
+    def clean_partials(self, host) -> None:
+        """Remove releases an interrupted run left half-built (never current)."""
+        facts = host.facts
+        for rid, meta in facts.get("metas", {}).items():
+            if meta.get("status") in ("building", "partial") and rid != facts.get("current"):
+                if rid in facts.get("releases", []):
+                    console.step(host.name, f"removing partial release {rid}", "yellow")
+                    host.run("remove partial release", relcmd.remove_release(self.lay, rid))
+                steps.write_meta(host, {**meta, "id": rid, "status": "partial", "removed": True})
+
+    def build(self, host) -> None:
+        console.step(host.name, f"build {self.rid}")
+        steps.write_meta(host, self.meta("building"))
+        host.stream("upload", relcmd.extract(self.lay, self.rid), self.archive())
+        self.built.append(host)
+        host.run("finish tree", relcmd.finish_tree(self.lay, self.rid, self.cfg["shared_files"],
+                                                   self.cfg["shared_dirs"]))
+        venv = self.ensure_venv(host)
+        host.run("link venv", relcmd.link_venv(self.lay, self.rid, venv))
+        host.run("collectstatic", relcmd.manage(self.rel, "collectstatic", "--noinput", "-v", "0"))
+        user = self.cfg["app_user"]
+        host.run("check --deploy", relcmd.manage(self.rel, "check", "--deploy", "--fail-level",
+                                                 "WARNING"), root=False, user=user)
+        host.run("import WSGI app", relcmd.wsgi_import(self.rel, self.cfg.project["wsgi"]),
+                 root=False, user=user)
+        for i, hook in enumerate(self.cfg["hooks"]["after_build"]):
+            host.run(f"hook after_build[{i}]", Cmd((Cmd.of("cd", self.rel), _raw_and(),
+                                                    Cmd.of("sh", "-c", hook))))
+
+    def ensure_venv(self, host) -> str:
+        facts = host.facts
+        req = self.cfg.project["requirements"]
+        req_hash = self.src.requirements_hash(req, facts["python"], facts["platform"])
+        venv = self.lay.venv(req_hash)
+        if req_hash in facts.get("venvs", []):
+            console.step(host.name, f"venv {req_hash} reused")
+            return venv
+        console.step(host.name, f"building venv {req_hash}")
+        wh = None
+        if self.cfg["build"]["install"] == "local" and not self.dry:
+            local = wheelhouse.build(req_hash, self.src.file(req), facts["python"],
+                                     facts["machine"], facts["libc"])
+            wh = self.lay.wheelhouse(req_hash)
+            host.stream("upload wheelhouse", Cmd.of("mkdir", "-p", wh).then(
+                Cmd.of("tar", "-xf", "-", "-C", wh, "--no-same-owner")), wheelhouse.tarball(local))
+        host.run("build venv", relcmd.build_venv(self.cfg["python"], venv, wh, f"{self.rel}/{req}"))
+        return venv
+
+    def migrate(self) -> None:
+        hosts = steps.db_hosts(self.sess)
+        if self.dry:
+            for h in hosts:
+                console.out(f"[{h.name}] when migrations are pending: snapshot, migrate, snapshot")
+                steps.snapshot(h, f"{self.rid}-before-migrate")
+                steps.migrate(h, self.rel)
+            return
+        pending = self.sess.each(lambda h: (h, steps.migration_info(h, self.rel, "pending")), hosts)
+        for host, names in pending:
+            if not names:
+                console.step(host.name, "no migration pending; snapshot skipped")
+                continue
+            console.step(host.name, f"migrating: {', '.join(names)}")
+            self.snapshots[host.name] = steps.snapshot(host, f"{self.rid}-before-migrate")
+            try:
+                self.migrated.append(host)
+                steps.migrate(host, self.rel)
+            except MlctlError as e:
+                console.warn(f"{host.name}: migration failed; restoring {self.snapshots[host.name]}")
+                steps.restore(host, self.snapshots[host.name])
+                self.migrated.remove(host)
+                raise DeployFailed(f"{host.name}: migration failed and the database was restored "
+                                   f"from its snapshot: {e.message}") from None
+            steps.snapshot(host, f"{self.rid}-after-migrate")
+
+    def switch_all(self) -> None:
+        batch = self.cfg["rolling"]["batch"] or len(self.sess.hosts)
+        hosts = self.sess.hosts
+        for i in range(0, len(hosts), batch):
+            group = hosts[i:i + batch]
+            self.sess.each(self.switch_one, group)
+
+    def switch_one(self, host) -> None:
+        host.run("switch current", relcmd.switch(self.lay, self.rid))
+        self.switched.append(host)
+        steps.restart(host)
+        steps.health(host, self.rid)
+        console.step(host.name, f"serving {self.rid}", "green")
+
+    def finish(self, host, status: str) -> None:
+        steps.write_meta(host, self.meta(status))
+        steps.history(host, {"event": "finished", "action": "deploy", "release": self.rid,
+                             "commit": self.src.commit, "outcome": status})
+
+    def tag(self) -> None:
+        if self.dry:
+            return
+        name = f"deploy/{self.cfg.name}/{self.rid}"
+        try:
+            source.git(self.src.repo, "tag", name, self.src.commit)
+        except PreflightFailed as e:
+            console.warn(f"git tag {name} not created: {e.message}")
+
+    # ------------------------------------------------------------ failure handling
+
+    def fail(self, error: BaseException) -> None:
+        """Put every host back on the release it served before; nothing half-done stays current."""
+        why = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        self.sess.journal.record("", "deploy", outcome="failed", stage=self.stage, error=why)
+        if self.dry:
+            return
+        if self.switched:
+            self.revert(why)
+        elif self.built:
+            self.sess.each_settled(self.discard)
+        if self.migrated and not self.switched:
+            self.sess.each_settled(self.undo_migration, self.migrated)
+
+    def revert(self, why: str) -> None:
+        console.warn(f"rolling every host back after: {why}")
+        if self.migrated:
+            self.sess.each_settled(self.undo_migration, self.migrated)
+        self.sess.each_settled(self.back_to_previous)
+
+    def back_to_previous(self, host) -> None:
+        previous = host.facts.get("current")
+        if host in self.switched and previous:
+            host.run("switch back", relcmd.switch(self.lay, previous))
+            steps.restart(host)
+            steps.health(host, previous)
+        steps.write_meta(host, self.meta("bad"))
+        steps.history(host, {"event": "finished", "action": "deploy", "release": self.rid,
+                             "outcome": "bad", "serving": previous})
+
+    def undo_migration(self, host) -> None:
+        """Reverse this release's migrations with its own code, else restore the snapshot."""
+        previous = host.facts.get("current")
+        snap = self.snapshots.get(host.name)
+        try:
+            if previous:
+                leaves = steps.migration_info(host, self.lay.release(previous), "leaves")
+                plan = steps.migration_info(host, self.rel, "plan", _json(leaves))
+                if not plan["irreversible"]:
+                    for app, name in plan["targets"]:
+                        steps.migrate(host, self.rel, app, name)
+                    return
+        except MlctlError as e:
+            console.warn(f"{host.name}: reversing migrations failed ({e.message})")
+        if snap:
+            console.warn(f"{host.name}: restoring database snapshot {snap}")
+            steps.restore(host, snap)
+
+    def discard(self, host) -> None:
+        host.run("remove partial release", relcmd.remove_release(self.lay, self.rid), warn=True)
+        steps.write_meta(host, {**self.meta("partial"), "removed": True})
+
+    def unlock_all(self) -> None:
+        self.sess.each_settled(steps.unlock, list(self.locked))
+
+    # ------------------------------------------------------------ helpers
+
+    def archive(self) -> bytes:
+        if not hasattr(self, "_archive"):
+            self._archive = self.src.archive()
+        return self._archive
+
+    def meta(self, status: str) -> dict:
+        return {"id": self.rid, "commit": self.src.commit, "ref": self.src.ref,
+                "branch": self.src.branch, "subject": self.src.subject, "user": local_user(),
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": status,
+                "run_id": self.sess.journal.run_id}
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def _raw_and():
+    from .shell import Raw
+
+    return Raw("&&")
+
+
+def _printer(host, streamed: bool = False):
+    """In --dry-run, every step prints its exact command instead of running it."""
+
+    def show(step, cmd, *args, **kwargs):
+        from .shell import wrap
+
+        as_root = kwargs.get("root", True) and not host.local
+        user = None if host.local else kwargs.get("user")
+        text = wrap(cmd, as_root=as_root, user=user).display(host.session.secrets)
+        suffix = " < archive" if streamed else ""
+        console.out(f"[{host.name}] {step}: {text}{suffix}")
+        return Result("", "", 0, 0)
+
+    return show

@@ -1,0 +1,427 @@
+"""Find, read and validate `environments.yaml`; resolve one environment's settings.
+
+Merge order (lowest first), implemented once in `resolve()`:
+    built-in defaults < `defaults:` < `environments.<name>:` < MLCTL_* variables < command-line flags
+Every error names the file, the line and the key path, before any connection is made.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import schema
+from .errors import InventoryError, UnknownEnvironment
+from .schema import ENV_KEYS, PROJECT, TOP, Field
+
+FILENAME = "environments.yaml"
+ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# MLCTL_* variables that steer mlctl itself rather than override inventory keys.
+CONTROL_VARS = {"MLCTL_INVENTORY", "MLCTL_CONFIRM", "MLCTL_STATE_DIR", "MLCTL_LOG_DIR", "MLCTL_USER_NAME"}
+
+
+@dataclass
+class Inventory:
+    path: Path
+    data: dict
+    lines: dict  # key path tuple -> line number
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def environments(self) -> list[str]:
+        return list(self.data.get("environments", {}))
+
+    def where(self, keypath: tuple) -> str:
+        """`file:line: a.b[1]` for a key path (the nearest known line)."""
+        probe = tuple(keypath)
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        return f"{self.path.name}:{self.lines.get(probe, 1)}: {dotted(keypath)}"
+
+    def env_of_host(self, host: str) -> list[str]:
+        return [n for n, e in self.data["environments"].items() if host in (e.get("hosts") or [])]
+
+
+@dataclass
+class EnvConfig:
+    """One environment's resolved settings."""
+
+    name: str
+    settings: dict
+    project: dict
+    inventory: Inventory
+    sources: dict = field(default_factory=dict)  # key path -> where its value came from
+
+    def __getitem__(self, key):
+        return self.settings[key]
+
+    def get(self, key, default=None):
+        return self.settings.get(key, default)
+
+    @property
+    def local(self) -> bool:
+        return self.settings["connection"] == "local"
+
+    @property
+    def color(self) -> str:
+        return self.settings["color"] or schema.ENV_COLORS.get(self.name, "cyan")
+
+    @property
+    def hosts(self) -> list[str]:
+        return ["localhost"] if self.local else list(self.settings["hosts"])
+
+    def secret_values(self) -> list[str]:
+        db = self.settings["database"]
+        values = [str(v) for v in self.settings["secrets"].values()]
+        return [v for v in values + [db["password"], db["url"]] if v]
+
+
+def dotted(keypath) -> str:
+    out = ""
+    for k in keypath:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if out else str(k))
+    return out
+
+
+# ---------------------------------------------------------------- finding and reading
+
+
+def find(explicit: str | None = None, start: Path | None = None) -> Path:
+    """--inventory, else MLCTL_INVENTORY, else environments.yaml here or in the nearest parent."""
+    chosen = explicit or os.environ.get("MLCTL_INVENTORY")
+    if chosen:
+        p = Path(chosen).expanduser()
+        if not p.is_file():
+            raise InventoryError(f"{chosen}: inventory file not found")
+        return p.resolve()
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / FILENAME).is_file():
+            return d / FILENAME
+    raise InventoryError(
+        f"{FILENAME} not found in {here} or its parents",
+        "run `mlctl init` or pass --inventory PATH",
+    )
+
+
+def load(path: Path) -> Inventory:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InventoryError(f"{path.name}: cannot read: {e.strerror}") from None
+    lines: dict = {}
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InventoryError(f"{path.name}:{line}: invalid YAML: {problem}") from None
+    if node is None:
+        raise InventoryError(f"{path.name}:1: the file is empty")
+    data = _to_python(node, (), lines, path.name)
+    inv = Inventory(path=path.resolve(), data=data, lines=lines)
+    validate(inv)
+    return inv
+
+
+def _to_python(node, keypath: tuple, lines: dict, fname: str):
+    """Convert a composed YAML node to Python data, recording each key's line."""
+    lines[keypath] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for knode, vnode in node.value:
+            key = knode.value
+            kp = keypath + (key,)
+            if key in out:
+                raise InventoryError(
+                    f"{fname}:{knode.start_mark.line + 1}: {dotted(kp)}: duplicate key"
+                )
+            out[key] = _to_python(vnode, kp, lines, fname)
+            lines[kp] = knode.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(v, keypath + (i,), lines, fname) for i, v in enumerate(node.value)]
+    return yaml.SafeLoader("").construct_object(node, deep=True)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate(inv: Inventory) -> None:
+    data = inv.data
+    if not isinstance(data, dict):
+        raise InventoryError(f"{inv.where(())} the top level must be a mapping".replace(":  ", ": "))
+    _check_mapping(inv, data, TOP, ())
+    for key in ("project", "environments"):
+        if key not in data:
+            raise InventoryError(f"{inv.path.name}:1: {key}: missing (required)")
+    for key in schema.REQUIRED_PROJECT:
+        if not data["project"].get(key):
+            raise InventoryError(f"{inv.where(('project', key))}: missing value (required)")
+    if not data["environments"]:
+        raise InventoryError(f"{inv.where(('environments',))}: no environment defined")
+    for name, env in data["environments"].items():
+        _check_environment(inv, name, env)
+
+
+def _check_environment(inv: Inventory, name: str, env: dict) -> None:
+    kp = ("environments", name)
+    if not ENV_NAME.match(str(name)):
+        raise InventoryError(f"{inv.where(kp)}: invalid name (use a-z, 0-9, - and _)")
+    merged = _deep_merge(inv.data.get("defaults") or {}, env or {})
+    if merged.get("connection", "ssh") == "ssh" and not merged.get("hosts"):
+        raise InventoryError(f"{inv.where(kp + ('hosts',))}: missing value (no hosts for {name})")
+    seen: dict[str, int] = {}
+    for i, host in enumerate((env or {}).get("hosts") or []):
+        _check_host(inv, kp + ("hosts", i), host)
+        if host in seen:
+            raise InventoryError(f"{inv.where(kp + ('hosts', i))}: duplicate host {host!r}")
+        seen[host] = i
+    _check_deploy_to(inv, kp, merged)
+
+
+HOST = re.compile(r"^(?:[A-Za-z0-9._-]+@)?(?:[A-Za-z0-9._-]+|\[[0-9a-fA-F:]+\])(?::\d{1,5})?$")
+
+
+def _check_host(inv: Inventory, kp: tuple, host) -> None:
+    if not isinstance(host, str) or not HOST.match(host):
+        raise InventoryError(
+            f"{inv.where(kp)}: invalid host {host!r} (expected an ssh alias or user@host:port)"
+        )
+
+
+def _check_deploy_to(inv: Inventory, kp: tuple, merged: dict) -> None:
+    deploy_to = merged.get("deploy_to", "/srv/app")
+    where = kp + ("deploy_to",) if "deploy_to" in (inv.data["environments"][kp[1]] or {}) else (
+        "defaults",
+        "deploy_to",
+    )
+    problem = unsafe_deploy_to(str(deploy_to), merged.get("connection") == "local")
+    if problem:
+        raise InventoryError(f"{inv.where(where)}: {problem}")
+
+
+def unsafe_deploy_to(path: str, local: bool) -> str:
+    """Why a deploy_to would be dangerous to manage, or '' when it is fine."""
+    if not path.strip():
+        return "must not be empty"
+    if "~" in path or "$" in path or "`" in path or "\n" in path:
+        return "must be a plain path (no ~, $, ` or newline)"
+    if any(part == ".." for part in Path(path).parts):
+        return "must not contain '..'"
+    if not local and not path.startswith("/"):
+        return "must be an absolute path on the server"
+    if Path(path).resolve() in (Path("/"),) or path.rstrip("/") in ("", "/usr", "/etc", "/var", "/home", "/root", "/srv", "/opt", "/tmp", "/bin", "/boot"):
+        return f"refusing to manage {path!r} (too broad: use a directory of its own)"
+    return ""
+
+
+def _check_mapping(inv: Inventory, data, spec: dict, kp: tuple) -> None:
+    if not isinstance(data, dict):
+        raise InventoryError(f"{inv.where(kp)}: expected a mapping, got {_typename(data)}")
+    for key, value in data.items():
+        if key not in spec:
+            known = ", ".join(sorted(spec))
+            raise InventoryError(f"{inv.where(kp + (key,))}: unknown key (known: {known})")
+        _check_value(inv, value, spec[key], kp + (key,))
+
+
+def _check_value(inv: Inventory, value, f: Field, kp: tuple) -> None:
+    if value is None:
+        raise InventoryError(f"{inv.where(kp)}: missing value")
+    if isinstance(f.kind, dict):
+        if f.shorthand and isinstance(value, str):
+            return _check_value(inv, value, f.kind[f.shorthand], kp)
+        return _check_mapping(inv, value, f.kind, kp)
+    if f.kind is dict:
+        if not isinstance(value, dict):
+            raise InventoryError(f"{inv.where(kp)}: expected a mapping, got {_typename(value)}")
+        for k, v in value.items():
+            if isinstance(f.item, dict):
+                _check_mapping(inv, v or {}, f.item, kp + (k,))
+            elif not isinstance(v, str | int | float | bool):
+                raise InventoryError(f"{inv.where(kp + (k,))}: expected a scalar value")
+        return None
+    if f.kind is list:
+        if not isinstance(value, list):
+            raise InventoryError(f"{inv.where(kp)}: expected a list, got {_typename(value)}")
+        for i, v in enumerate(value):
+            if not isinstance(v, str):
+                raise InventoryError(f"{inv.where(kp + (i,))}: expected a string, got {_typename(v)}")
+        return None
+    if not _is_type(value, f.kind):
+        raise InventoryError(f"{inv.where(kp)}: expected {f.kind.__name__}, got {_typename(value)}")
+    if f.choices and value not in f.choices:
+        raise InventoryError(f"{inv.where(kp)}: must be one of {', '.join(f.choices)} (got {value!r})")
+    return None
+
+
+def _is_type(value, kind) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _typename(value) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+# ---------------------------------------------------------------- merging
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _expand_shorthands(layer: dict) -> dict:
+    layer = dict(layer or {})
+    db = layer.get("database")
+    if isinstance(db, str):
+        layer["database"] = {"engine": db}
+    return layer
+
+
+def resolve(
+    inv: Inventory, name: str, environ: dict | None = None, flags: dict | None = None
+) -> EnvConfig:
+    """The one merge: built-ins < defaults: < environments.NAME: < MLCTL_* < flags."""
+    envs = inv.data["environments"]
+    if name not in envs:
+        known = ", ".join(envs) or "none"
+        raise UnknownEnvironment(f"unknown environment {name!r} (known: {known})")
+    layers = [
+        ("built-in", schema.defaults_of(ENV_KEYS)),
+        ("defaults", _expand_shorthands(inv.data.get("defaults"))),
+        (f"environments.{name}", _expand_shorthands(envs[name])),
+        ("environment variables", env_overrides(environ if environ is not None else os.environ)),
+        ("flags", flag_overrides(flags or {})),
+    ]
+    settings: dict = {}
+    sources: dict = {}
+    for label, layer in layers:
+        settings = _deep_merge(settings, layer)
+        _record_sources(layer, (), label, sources)
+    _finish(inv, name, settings)
+    project = _deep_merge(schema.defaults_of(PROJECT), inv.data["project"])
+    project["source"]["repo"] = _resolve_path(inv.root, project["source"]["repo"])
+    return EnvConfig(name=name, settings=settings, project=project, inventory=inv, sources=sources)
+
+
+def _record_sources(layer: dict, kp: tuple, label: str, sources: dict) -> None:
+    for k, v in layer.items():
+        if isinstance(v, dict) and k not in ("secrets", "env"):
+            _record_sources(v, kp + (k,), label, sources)
+        else:
+            sources[dotted(kp + (k,))] = label
+
+
+def _finish(inv: Inventory, name: str, s: dict) -> None:
+    for key in schema.PATH_KEYS:
+        if s.get(key):
+            s[key] = _resolve_path(inv.root, s[key])
+    if s["connection"] == "local":
+        s["deploy_to"] = _resolve_path(inv.root, s["deploy_to"])
+    if not s["color"]:
+        s["color"] = schema.ENV_COLORS.get(name, "cyan")
+    problem = unsafe_deploy_to(s["deploy_to"], s["connection"] == "local")
+    if problem:
+        raise InventoryError(f"deploy_to of {name}: {problem}")
+    if s["protected"] and s["host_keys"] == "accept-new":
+        raise InventoryError(
+            f"{inv.where(('environments', name, 'host_keys'))}: "
+            "accept-new is refused for a protected environment (pin the host keys)"
+        )
+
+
+def _resolve_path(root: Path, value: str) -> str:
+    if "://" in value or value.startswith("git@"):
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (root / p).resolve())
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def env_overrides(environ) -> dict:
+    """MLCTL_KEY or MLCTL_SECTION__KEY variables, typed by the schema."""
+    out: dict = {}
+    for var, raw in environ.items():
+        if not var.startswith("MLCTL_") or var in CONTROL_VARS:
+            continue
+        path = [p.lower() for p in var[len("MLCTL_"):].split("__")]
+        _assign(out, path, raw, origin=var)
+    return out
+
+
+def flag_overrides(flags: dict) -> dict:
+    """`--set a.b=value` pairs (and named flags already in key-path form)."""
+    out: dict = {}
+    for key, raw in flags.items():
+        _assign(out, key.split("."), raw, origin=f"--set {key}")
+    return out
+
+
+def _assign(out: dict, path: list[str], raw, origin: str) -> None:
+    f = _field_at(path)
+    if f is None:
+        raise InventoryError(f"{origin}: unknown setting {'.'.join(path)}")
+    value = _parse_scalar(raw, f, origin) if isinstance(raw, str) else raw
+    node = out
+    for p in path[:-1]:
+        node = node.setdefault(p, {})
+    node[path[-1]] = value
+
+
+def _field_at(path: list[str]) -> Field | None:
+    spec: dict = ENV_KEYS
+    f = None
+    for i, p in enumerate(path):
+        if spec is None or p not in spec:
+            if f is not None and f.kind is dict and i == len(path) - 1:
+                return Field(str)  # a key of a free-form map (secrets.X, env.X)
+            return None
+        f = spec[p]
+        spec = f.kind if isinstance(f.kind, dict) else None
+    return f
+
+
+def _parse_scalar(raw: str, f: Field, origin: str):
+    kind = f.kind
+    if isinstance(kind, dict) and f.shorthand:
+        return {f.shorthand: raw}
+    try:
+        if kind is bool:
+            low = raw.strip().lower()
+            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError
+            return low in ("1", "true", "yes", "on")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is list:
+            return [x.strip() for x in raw.split(",") if x.strip()]
+    except ValueError:
+        raise InventoryError(f"{origin}: expected {getattr(kind, '__name__', kind)}, got {raw!r}") from None
+    if f.choices and raw not in f.choices:
+        raise InventoryError(f"{origin}: must be one of {', '.join(f.choices)} (got {raw!r})")
+    return raw

@@ -1,0 +1,101 @@
+"""Where things live under DEPLOY_TO on a server (SPEC 5), in one place.
+
+    releases/<id>/        code of one commit, static files, REVISION, MANIFEST, .venv -> venvs/<hash>
+    venvs/<hash>/         virtualenvs keyed by requirements hash, shared by releases
+    wheelhouse/<hash>/    wheels uploaded once per requirements hash
+    shared/               .env (0640 root:APP_USER), media/, logs/ — linked into releases
+    current -> releases/<id>
+    backups/db/<id>-{before,after}-migrate.<ext>
+    .mlctl/lock/          the deploy lock (atomic mkdir) with holder.json
+    .mlctl/history.jsonl  one JSON line per deploy/rollback event
+    .mlctl/releases/<id>.json  release metadata: status (building|partial|good|bad), commit, who, when
+    .mlctl/marker         the environment this server belongs to
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+RELEASE_ID = re.compile(r"^[0-9]{14}-[0-9a-f]{7,40}$")
+
+
+def check_release_id(value: str) -> str:
+    if not RELEASE_ID.match(value or ""):
+        raise UsageError(f"invalid release id {value!r} (expected YYYYmmddHHMMSS-<commit>)")
+    return value
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: str
+
+    def _p(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    @property
+    def releases(self) -> str:
+        return self._p("releases")
+
+    def release(self, rid: str) -> str:
+        return self._p("releases", check_release_id(rid))
+
+    @property
+    def current(self) -> str:
+        return self._p("current")
+
+    @property
+    def venvs(self) -> str:
+        return self._p("venvs")
+
+    def venv(self, req_hash: str) -> str:
+        return self._p("venvs", req_hash)
+
+    def wheelhouse(self, req_hash: str) -> str:
+        return self._p("wheelhouse", req_hash)
+
+    @property
+    def shared(self) -> str:
+        return self._p("shared")
+
+    @property
+    def env_file(self) -> str:
+        return self._p("shared", ".env")
+
+    @property
+    def backups(self) -> str:
+        return self._p("backups", "db")
+
+    @property
+    def state(self) -> str:
+        return self._p(".mlctl")
+
+    @property
+    def lock(self) -> str:
+        return self._p(".mlctl", "lock")
+
+    @property
+    def history(self) -> str:
+        return self._p(".mlctl", "history.jsonl")
+
+    @property
+    def metas(self) -> str:
+        return self._p(".mlctl", "releases")
+
+    def meta(self, rid: str) -> str:
+        return self._p(".mlctl", "releases", check_release_id(rid) + ".json")
+
+    @property
+    def marker(self) -> str:
+        return self._p(".mlctl", "marker")
+
+    @property
+    def run(self) -> str:
+        """Pidfile and socket directory of the local (pidfile) service."""
+        return self._p("run")
+
+
+def unit_name(project: str) -> str:
+    return f"gunicorn-{project}"

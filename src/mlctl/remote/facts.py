@@ -1,0 +1,56 @@
+# Facts about one server in one round trip, printed as JSON. argv: DEPLOY_TO
+import json
+import os
+import platform
+import shutil
+import sys
+import sysconfig
+
+root = sys.argv[1]
+
+
+def read(path, default=None):
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError:
+        return default
+
+
+def metas():
+    out = {}
+    d = os.path.join(root, ".mlctl", "releases")
+    for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        if name.endswith(".json"):
+            try:
+                out[name[:-5]] = json.loads(read(os.path.join(d, name), "{}"))
+            except ValueError:
+                out[name[:-5]] = {"status": "unknown"}
+    return out
+
+
+def listdir(path):
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+current = os.readlink(os.path.join(root, "current")) if os.path.islink(
+    os.path.join(root, "current")) else None
+usage = shutil.disk_usage(root if os.path.isdir(root) else "/")
+libc = platform.libc_ver()
+print(json.dumps({
+    "python": "%d.%d" % sys.version_info[:2],
+    "machine": platform.machine(),
+    "platform": sysconfig.get_platform(),
+    "libc": libc[1] if libc[0] == "glibc" else "",
+    "free_bytes": usage.free,
+    "exists": os.path.isdir(root),
+    "marker": (read(os.path.join(root, ".mlctl", "marker"), "") or "").strip(),
+    "current": os.path.basename(current) if current else None,
+    "releases": listdir(os.path.join(root, "releases")),
+    "metas": metas(),
+    "venvs": [v for v in listdir(os.path.join(root, "venvs"))
+              if os.path.exists(os.path.join(root, "venvs", v, ".complete"))],
+    "env_file": os.path.exists(os.path.join(root, "shared", ".env")),
+    "lock": read(os.path.join(root, ".mlctl", "lock", "holder.json")),
+    "lock_exists": os.path.isdir(os.path.join(root, ".mlctl", "lock")),
+}))

@@ -1,0 +1,123 @@
+"""`rollback`: back to the previous good release (or --to), database per policy (SPEC 6).
+
+auto       reverse the migrations the rolled-back release applied when they are reversible, else
+           stop and offer `restore` or `code-only`
+reverse    reverse them, or fail if any is irreversible
+restore    restore the rolled-back release's before-migrate snapshot (loses writes since)
+code-only  switch code only; the schema stays as it is
+Reversing uses the rolled-back release's own code and venv (it holds the newer migration files),
+before the switch.
+"""
+
+from __future__ import annotations
+
+from . import console, guards, steps
+from .commands import release as relcmd
+from .errors import NeedsOperator, RollbackFailed
+from .layout import Layout, check_release_id
+from .selection import open_session
+from .shell import Cmd
+
+
+def rollback_task(sel, to=None, db="auto", yes=False) -> int:
+    sess = open_session(sel, "rollback")
+    cfg = sess.cfg
+    if to:
+        check_release_id(to)
+    guards.confirm(cfg, "rollback", yes)
+    try:
+        sess.connect()
+        sess.each(steps.gather_facts)
+        target = choose_target(sess, to)
+        console.banner(cfg.name, cfg.color, f"rollback to {target} (db: {db})", cfg.hosts)
+        locked = []
+        try:
+            for h in sess.hosts:
+                steps.lock(h, "rollback", target)
+                locked.append(h)
+            run(sess, target, db)
+        finally:
+            sess.each_settled(steps.unlock, locked)
+    finally:
+        sess.close()
+    console.done(f"{cfg.name}: serving {target}")
+    return 0
+
+
+def choose_target(sess, to: str | None) -> str:
+    host = sess.hosts[0]
+    facts = host.facts
+    current = facts["current"]
+    if to:
+        for h in sess.hosts:
+            if to not in h.facts["releases"]:
+                raise RollbackFailed(f"{h.name}: release {to} is not on this host",
+                                     "see `mlctl ENV releases`")
+        return to
+    good = [r for r in sorted(facts["releases"])
+            if facts["metas"].get(r, {}).get("status") == "good" and r < (current or "~")]
+    if not good:
+        raise RollbackFailed("no earlier good release to roll back to", "see `mlctl ENV releases`")
+    return good[-1]
+
+
+def run(sess, target: str, db: str) -> None:
+    lay = Layout(sess.cfg["deploy_to"])
+    leaving = {h.name: h.facts["current"] for h in sess.hosts}
+    if db != "code-only":
+        for h in steps.db_hosts(sess):
+            database(h, lay, leaving[h.name], target, db)
+
+    def switch(h):
+        h.run("switch current", relcmd.switch(lay, target))
+        steps.restart(h)
+        steps.health(h, target)
+        steps.write_meta(h, {**h.facts["metas"].get(target, {}), "id": target, "status": "good"})
+        if leaving[h.name] and leaving[h.name] != target:
+            meta = h.facts["metas"].get(leaving[h.name], {})
+            steps.write_meta(h, {**meta, "id": leaving[h.name], "status": "rolled-back"})
+        steps.history(h, {"event": "finished", "action": "rollback", "release": target,
+                          "from": leaving[h.name], "db": db, "outcome": "good"})
+        console.step(h.name, f"serving {target}", "green")
+
+    sess.each(switch)
+
+
+def database(host, lay: Layout, leaving: str | None, target: str, policy: str) -> None:
+    if not leaving or leaving == target:
+        return
+    if policy == "restore":
+        return restore_snapshot(host, lay, leaving)
+    leaves = steps.migration_info(host, lay.release(target), "leaves")
+    plan = steps.migration_info(host, lay.release(leaving), "plan", _json(leaves))
+    if not plan["unapply"]:
+        console.step(host.name, "no migration to reverse")
+        return None
+    if plan["irreversible"]:
+        raise NeedsOperator(
+            f"{host.name}: irreversible migration(s) {', '.join(plan['irreversible'])}",
+            "choose --db restore (restores the before-migrate snapshot, losing writes since) "
+            "or --db code-only (keeps the newer schema)")
+    console.step(host.name, f"reversing {', '.join(plan['unapply'])}")
+    for app, name in plan["targets"]:
+        steps.migrate(host, lay.release(leaving), app, name)
+    return None
+
+
+def restore_snapshot(host, lay: Layout, leaving: str) -> None:
+    from .commands.db import EXTENSIONS
+
+    ext = EXTENSIONS[host.session.cfg["database"]["engine"]]
+    path = f"{lay.backups}/{leaving}-before-migrate.{ext}"
+    exists = host.run("snapshot exists", Cmd.of("test", "-s", path), warn=True).ok
+    if not exists:
+        raise RollbackFailed(f"{host.name}: no before-migrate snapshot of {leaving}",
+                             "use --db code-only or --db reverse")
+    console.warn(f"{host.name}: restoring {path}; writes since that deploy are lost")
+    steps.restore(host, path)
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value)

@@ -1,0 +1,142 @@
+"""The inventory's schema: every key mlctl understands, its type and built-in default.
+
+Keys allowed under `defaults:` and `environments.<name>:` are the same (ENV_KEYS); `project:` has
+its own. Types are checked before any connection is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: Any  # str, int, float, bool, list, dict, or a nested schema (dict of Field)
+    default: Any = None
+    choices: tuple = ()
+    secret: bool = False
+    item: Any = str  # element type of lists, value type of free-form maps
+    shorthand: str = ""  # a scalar accepted in place of a mapping (database: sqlite)
+    doc: str = ""
+
+
+def section(**fields: Field) -> dict[str, Field]:
+    return fields
+
+
+PROJECT = section(
+    name=Field(str, doc="project name, used for the app database and unit names"),
+    source=Field(
+        section(
+            repo=Field(str, ".", doc="git repository (path relative to the inventory, or URL)"),
+            subdir=Field(str, "", doc="Django project directory inside the repository"),
+            ref=Field(str, "HEAD", doc="ref deployed when --ref is not given"),
+        )
+    ),
+    settings_module=Field(str),
+    wsgi=Field(str, doc="module:callable of the WSGI application"),
+    requirements=Field(str, "requirements.txt"),
+    tests=Field(str, "python -m pytest -q", doc="the pytest gate, run in the project directory"),
+)
+
+DATABASE = section(
+    engine=Field(str, "sqlite", choices=("postgresql", "sqlite")),
+    name=Field(str, "db.sqlite3"),
+    user=Field(str, ""),
+    password=Field(str, "", secret=True),
+    host=Field(str, "localhost"),
+    port=Field(int, 0),
+    url=Field(str, "", secret=True),
+    dump_options=Field(list, []),
+)
+
+ENV_KEYS = section(
+    connection=Field(str, "ssh", choices=("ssh", "local")),
+    hosts=Field(list, []),
+    user=Field(str, "", doc="ssh login user (default: ssh_config or the local user)"),
+    app_user=Field(str, "www-data"),
+    deploy_to=Field(str, "/srv/app"),
+    python=Field(str, "/usr/bin/python3"),
+    keep_releases=Field(int, 5),
+    service=Field(str, "systemd", choices=("systemd", "pidfile")),
+    bind=Field(str, "127.0.0.1:8765", doc="gunicorn bind address for the pidfile service"),
+    server_name=Field(str, "_"),
+    database=Field(DATABASE, shorthand="engine"),
+    health=Field(
+        section(
+            url=Field(str, "http://127.0.0.1/healthz"),
+            expect_status=Field(int, 200),
+            timeout=Field(float, 30.0),
+            host_header=Field(str, ""),
+        )
+    ),
+    thresholds=Field(
+        section(
+            disk_pct=Field(int, 90),
+            inode_pct=Field(int, 90),
+            mem_pct=Field(int, 90),
+            load_per_cpu=Field(float, 2.0),
+            cert_days=Field(int, 14),
+            error_lines=Field(int, 0),
+            rate_5xx_pct=Field(float, 5.0),
+        )
+    ),
+    shared_files=Field(list, [".env"]),
+    shared_dirs=Field(list, ["media", "logs"]),
+    secrets=Field(dict, {}, secret=True, doc="written to the shared .env, never printed"),
+    env=Field(dict, {}, doc="plain settings written to the shared .env"),
+    hooks=Field(
+        section(
+            before_build=Field(list, []),
+            after_build=Field(list, []),
+            after_switch=Field(list, []),
+        )
+    ),
+    ssh_config=Field(str, "~/.ssh/config"),
+    known_hosts=Field(str, "~/.ssh/known_hosts"),
+    identity_file=Field(str, ""),
+    host_keys=Field(str, "verify", choices=("verify", "accept-new")),
+    timeouts=Field(
+        section(
+            connect=Field(float, 10.0),
+            command=Field(float, 900.0),
+            health=Field(float, 30.0),
+            lock_wait=Field(float, 0.0),
+            lock_stale=Field(float, 3600.0),
+            keepalive=Field(int, 15),
+        )
+    ),
+    protected=Field(bool, False),
+    allowed_users=Field(list, []),
+    confirm=Field(str, "typed", choices=("typed", "none")),
+    color=Field(str, ""),
+    allow_root=Field(bool, False),
+    rolling=Field(section(batch=Field(int, 0))),
+    branch=Field(str, ""),
+    require_tests=Field(bool, False),
+    build=Field(section(install=Field(str, "local", choices=("local", "remote")))),
+    tls_cert=Field(str, ""),
+)
+
+TOP = section(
+    project=Field(PROJECT),
+    defaults=Field(ENV_KEYS),
+    environments=Field(dict, item=ENV_KEYS),
+)
+
+REQUIRED_PROJECT = ("name", "settings_module", "wsgi")
+ENV_COLORS = {"dev": "green", "test": "yellow", "live": "red"}
+# Paths in the inventory that are relative to the inventory file.
+PATH_KEYS = ("known_hosts", "identity_file", "ssh_config", "tls_cert")
+
+
+def defaults_of(schema: dict[str, Field]) -> dict:
+    """The built-in defaults of a schema, as a nested dict."""
+    out = {}
+    for key, f in schema.items():
+        if isinstance(f.kind, dict):
+            out[key] = defaults_of(f.kind)
+        elif f.default is not None:
+            out[key] = f.default.copy() if isinstance(f.default, list | dict) else f.default
+    return out

@@ -1,0 +1,223 @@
+"""A run against one environment: its settings, one context per host, the journal.
+
+Per-host work takes a `Host`, whose `.c` is an Invoke Context (local) or a Fabric Connection
+(remote), so the same step code runs through `inv` and `fab` alike.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from invoke.exceptions import CommandTimedOut
+
+from . import console
+from .connection import local_context, open_connection, ssh_user_for
+from .errors import CommandTimeout, ConnectError, GuardRefused, MlctlError, RemoteCommandFailed
+from .inventory import EnvConfig
+from .journal import Journal
+from .shell import Cmd, mask, wrap
+
+
+@dataclass
+class Result:
+    stdout: str
+    stderr: str
+    code: int
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+@dataclass
+class Host:
+    name: str
+    session: Session
+    c: object = None  # invoke Context or fabric Connection
+    commands: int = 0  # remote round trips, for the benchmark's count
+    facts: dict = field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        return self.session.cfg.local
+
+    def run(self, step: str, cmd: Cmd, root: bool = True, user: str | None = None,
+            timeout: float | None = None, warn: bool = False, quiet: bool = True) -> Result:
+        """Run one step; log it; raise RemoteCommandFailed unless `warn`."""
+        sess = self.session
+        timeout = timeout or sess.cfg["timeouts"]["command"]
+        wrapped = wrap(cmd, as_root=root and not self.local, user=None if self.local else user,
+                       timeout=timeout)
+        shown = wrapped.display(sess.secrets)
+        start = time.monotonic()
+        self.commands += 1
+        try:
+            r = self.c.run(wrapped.render(), hide=True, warn=True, in_stream=False,
+                           timeout=timeout + 10)
+            res = Result(r.stdout, r.stderr, r.exited, _ms(start))
+        except CommandTimedOut:
+            sess.journal.record(self.name, step, command=shown, exit_code=None,
+                                duration_ms=_ms(start), outcome="timeout")
+            raise CommandTimeout(f"{self.name}: step '{step}' timed out after {timeout:g}s",
+                                 "raise timeouts.command or check the host") from None
+        except (OSError, EOFError) as e:
+            raise ConnectError(f"{self.name}: connection lost during '{step}': {e}") from None
+        outcome = "ok" if res.ok else ("warn" if warn else "failed")
+        sess.journal.record(self.name, step, command=shown, exit_code=res.code,
+                            duration_ms=res.duration_ms, outcome=outcome)
+        if not res.ok and not warn:
+            detail = _last_line(mask(res.stderr or res.stdout, sess.secrets))
+            if res.code == 124:
+                raise CommandTimeout(f"{self.name}: step '{step}' timed out after {timeout:g}s "
+                                     "(timeouts.command)")
+            raise RemoteCommandFailed(self.name, step, res.code, detail)
+        if not quiet and res.stdout.strip():
+            console.step(self.name, res.stdout.strip())
+        return res
+
+    def stream(self, step: str, cmd: Cmd, data: bytes, root: bool = True) -> Result:
+        """Run `cmd` with `data` on its stdin (an archive), in one round trip."""
+        sess = self.session
+        timeout = sess.cfg["timeouts"]["command"]
+        wrapped = wrap(cmd, as_root=root and not self.local, timeout=timeout)
+        start = time.monotonic()
+        self.commands += 1
+        code, out, err = (_stream_local if self.local else _stream_remote)(self.c, wrapped.render(),
+                                                                          data, timeout)
+        res = Result(out, err, code, _ms(start))
+        sess.journal.record(self.name, step, command=wrapped.display(sess.secrets),
+                            exit_code=code, duration_ms=res.duration_ms, bytes=len(data),
+                            outcome="ok" if res.ok else "failed")
+        if not res.ok:
+            raise RemoteCommandFailed(self.name, step, code, _last_line(mask(err, sess.secrets)))
+        return res
+
+
+def _stream_remote(conn, command: str, data: bytes, timeout: float):
+    chan = conn.transport.open_session()
+    chan.settimeout(timeout + 10)
+    try:
+        chan.exec_command(command)
+        chan.sendall(data)
+        chan.shutdown_write()
+        out, err = _drain(chan)
+        return chan.recv_exit_status(), out, err
+    except (OSError, EOFError) as e:
+        raise ConnectError(f"{conn.host}: connection lost while streaming: {e}") from None
+    finally:
+        chan.close()
+
+
+def _drain(chan) -> tuple[str, str]:
+    out, err = bytearray(), bytearray()
+    while True:
+        got = False
+        if chan.recv_ready():
+            out += chan.recv(65536)
+            got = True
+        if chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+            got = True
+        if not got:
+            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                break
+            time.sleep(0.002)
+    return out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def _stream_local(_ctx, command: str, data: bytes, timeout: float):
+    import subprocess
+
+    p = subprocess.run(["sh", "-c", command], input=data, capture_output=True, timeout=timeout + 10)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def _ms(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+class Session:
+    """One environment, its hosts (connected lazily, once each), its journal."""
+
+    def __init__(self, cfg: EnvConfig, action: str, only_hosts: list[str] | None = None,
+                 log_dir: str | None = None):
+        self.cfg = cfg
+        self.action = action
+        self.secrets = cfg.secret_values()
+        self.journal = Journal(cfg.name, action, self.secrets, log_dir)
+        console.add_secrets(self.secrets)
+        names = only_hosts or cfg.hosts
+        self.hosts = [Host(n, self) for n in names]
+
+    def add_secrets(self, values) -> None:
+        values = [v for v in values if v]
+        self.secrets += values
+        self.journal.add_secrets(values)
+        console.add_secrets(values)
+
+    def connect(self) -> None:
+        """Open every host's connection in parallel; refuse root on protected envs first."""
+        if self.cfg.local:
+            for h in self.hosts:
+                h.c = h.c or local_context()
+            return
+        s = self.cfg.settings
+        for h in self.hosts:
+            if ssh_user_for(h.name, s) == "root" and s["protected"] and not s["allow_root"]:
+                raise GuardRefused(f"{h.name}: connecting as root to protected environment "
+                                   f"{self.cfg.name} is refused", "set a deploy user, or allow_root: true")
+        self.each(lambda h: setattr(h, "c", h.c or open_connection(h.name, s)))
+
+    def each(self, fn, hosts: list[Host] | None = None) -> list:
+        """Run fn(host) on every host in parallel; re-raise the first error after all finish."""
+        hosts = self.hosts if hosts is None else hosts
+        if len(hosts) == 1:
+            return [fn(hosts[0])]
+        results = self._parallel(_settle, fn, hosts)
+        errors = [r for r in results if isinstance(r, MlctlError)]
+        if errors:
+            raise errors[0]
+        return results
+
+    def each_settled(self, fn, hosts: list[Host] | None = None) -> list:
+        """Like `each`, but return errors in place of results instead of raising."""
+        hosts = self.hosts if hosts is None else hosts
+        return self._parallel(_settle, fn, hosts) if hosts else []
+
+    @staticmethod
+    def _parallel(runner, fn, hosts: list[Host]) -> list:
+        pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts))))
+        try:
+            futures = [pool.submit(runner, fn, h) for h in hosts]
+            return [f.result() for f in futures]
+        except BaseException:
+            # Ctrl-C: don't wait for remote commands still running; cleanup happens next and
+            # closing the connections ends them.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=False)
+
+    def close(self) -> None:
+        for h in self.hosts:
+            close = getattr(h.c, "close", None)
+            if close and not self.cfg.local:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 — closing must not mask the real error
+                    pass
+
+
+def _settle(fn, host):
+    try:
+        return fn(host)
+    except MlctlError as e:
+        return e

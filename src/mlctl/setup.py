@@ -1,0 +1,314 @@
+"""`setup`: turn a bare Debian host into a Django server, idempotently (a second run changes nothing).
+
+Steps report `changed` or `ok`. Secrets (SECRET_KEY, the database password) are generated once,
+kept in the shared .env (0640 root:APP_USER) and only ever travel on stdin, never on argv.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from importlib.resources import files
+from urllib.parse import quote as urlquote
+
+from . import console, guards, steps
+from .errors import PreflightFailed, UsageError
+from .layout import Layout, unit_name
+from .selection import open_session
+from .shell import Cmd, Raw, script
+
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
+SERVER_NAME = re.compile(r"^[A-Za-z0-9._* -]{1,200}$")
+
+
+def setup_task(sel, yes=False) -> int:
+    sess = open_session(sel, "setup")
+    guards.confirm(sess.cfg, "setup", yes)
+    console.banner(sess.cfg.name, sess.cfg.color, "setup", sess.cfg.hosts)
+    try:
+        sess.connect()
+        if sess.cfg.local:
+            prepare_local(sess, verbose=True)
+        else:
+            validate(sess.cfg)
+            sess.each(provision)
+    finally:
+        sess.close()
+    console.done(f"{sess.cfg.name}: setup complete")
+    return 0
+
+
+def validate(cfg) -> None:
+    if not NAME.match(cfg.project["name"]):
+        raise UsageError(f"project.name {cfg.project['name']!r}: use a-z, 0-9, - and _")
+    if not SERVER_NAME.match(cfg["server_name"]):
+        raise UsageError(f"server_name {cfg['server_name']!r}: invalid characters")
+    if not NAME.match(cfg["app_user"]):
+        raise UsageError(f"app_user {cfg['app_user']!r}: invalid user name")
+
+
+def report(host, step: str, changed: bool) -> None:
+    console.step(host.name, f"{step}: {'changed' if changed else 'ok'}",
+                 "yellow" if changed else "green")
+    host.session.journal.record(host.name, f"setup {step}", outcome="changed" if changed else "ok")
+
+
+# ---------------------------------------------------------------- local (dev)
+
+
+def prepare_local(sess, verbose: bool = False) -> None:
+    """Directories and the .env of a local environment (SQLite, pidfile service)."""
+    host = sess.hosts[0]
+    lay = Layout(sess.cfg["deploy_to"])
+    dirs = [lay.releases, lay.venvs, lay.backups, lay.metas, lay.run]
+    dirs += [f"{lay.shared}/{d}" for d in sess.cfg["shared_dirs"]]
+    host.run("directories", Cmd.of("mkdir", "-p", *dirs))
+    changed = ensure_marker(host, lay)
+    changed |= ensure_env_file(host, lay, local_env(sess.cfg, lay), mode="0600", group=None)
+    if verbose:
+        report(host, "local directories and .env", changed)
+
+
+def local_env(cfg, lay: Layout) -> dict:
+    return {"DEBUG": "0", "ALLOWED_HOSTS": "localhost,127.0.0.1",
+            "DATABASE_URL": "sqlite:///" + steps.sqlite_path(cfg), "MEDIA_ROOT": f"{lay.shared}/media"}
+
+
+# ---------------------------------------------------------------- remote
+
+
+def provision(host) -> None:
+    cfg = host.session.cfg
+    lay = Layout(cfg["deploy_to"])
+    require_tools(host)
+    report(host, "app user", ensure_user(host, cfg["app_user"]))
+    report(host, "directories", ensure_dirs(host, lay, cfg))
+    report(host, "marker", ensure_marker(host, lay))
+    values = server_env(host, cfg, lay)
+    report(host, "database", ensure_database(host, cfg, values))
+    report(host, "shared .env", ensure_env_file(host, lay, values, "0640", cfg["app_user"]))
+    report(host, "gunicorn units", ensure_units(host, cfg))
+    report(host, "nginx site", ensure_nginx(host, cfg))
+
+
+def require_tools(host) -> None:
+    cfg = host.session.cfg
+    tools = ["nginx", "systemctl", cfg["python"]]
+    if cfg["database"]["engine"] == "postgresql":
+        tools += ["psql", "pg_dump", "pg_restore"]
+    r = host.run("required tools", Cmd((Raw("for t in"), Cmd.of(*tools), Raw(
+        '; do command -v "$t" >/dev/null || echo "$t"; done'))))
+    missing = r.stdout.split()
+    if missing:
+        raise PreflightFailed(f"{host.name}: missing {', '.join(missing)}",
+                              "install them (e.g. apt-get install nginx postgresql python3-venv)")
+
+
+def ensure_user(host, user: str) -> bool:
+    exists = host.run("app user", Cmd.of("id", "-u", user).quiet(), warn=True).ok
+    if not exists:
+        host.run("create app user", Cmd.of("useradd", "--system", "--user-group", "--home-dir",
+                                           "/nonexistent", "--shell", "/usr/sbin/nologin", user))
+    return not exists
+
+
+def ensure_dirs(host, lay: Layout, cfg) -> bool:
+    """Owners and modes: code root-owned and read-only to the app; media and logs its own."""
+    app = cfg["app_user"]
+    want = [(lay.root, "root", "root", "755"), (lay.releases, "root", "root", "755"),
+            (lay.venvs, "root", "root", "755"), (f"{lay.root}/wheelhouse", "root", "root", "700"),
+            (lay.shared, "root", app, "750"), (lay.backups.rsplit("/", 1)[0], "root", "root", "700"),
+            (lay.backups, "root", "root", "700"), (lay.state, "root", "root", "755"),
+            (lay.metas, "root", "root", "755")]
+    want += [(f"{lay.shared}/{d}", app, app, "750") for d in cfg["shared_dirs"]]
+    check = Cmd((Raw("for spec in"), Cmd.of(*[":".join(w) for w in want]), Raw(
+        '; do d=${spec%%:*}; rest=${spec#*:}; cur=$(stat -c %U:%G:%a "$d" 2>/dev/null);'
+        ' [ "$cur" = "$rest" ] || echo "$d"; done')))
+    if not host.run("directories", check).stdout.strip():
+        return False
+    cmds = []
+    for path, owner, group, mode in want:
+        cmds += [Cmd.of("mkdir", "-p", path), Cmd.of("chown", f"{owner}:{group}", path),
+                 Cmd.of("chmod", mode, path)]
+    host.run("create directories", script(*cmds))
+    return True
+
+
+def ensure_marker(host, lay: Layout) -> bool:
+    """Record which environment owns this server; refuse to adopt one of another environment."""
+    env = host.session.cfg.name
+    r = host.run("marker", Cmd((Cmd.of("cat", lay.marker), Raw("2>/dev/null || true"))))
+    found = r.stdout.strip()
+    if found == env:
+        return False
+    if found:
+        raise PreflightFailed(f"{host.name}: this server belongs to {found!r}, not {env!r}")
+    host.stream("write marker", Cmd.of("mkdir", "-p", lay.state).then(
+        Cmd.of("cat").redirect(lay.marker)), (env + "\n").encode())
+    return True
+
+
+def server_env(host, cfg, lay: Layout) -> dict:
+    db = cfg["database"]
+    out = {"DEBUG": "0", "MEDIA_ROOT": f"{lay.shared}/media",
+           "ALLOWED_HOSTS": allowed_hosts(host.name, cfg["server_name"])}
+    if db["engine"] == "sqlite":
+        out["DATABASE_URL"] = "sqlite:///" + steps.sqlite_path(cfg)
+    else:
+        user, name = db["user"] or cfg.project["name"], db["name"]
+        out.update({"PGHOST": db["host"], "PGPORT": str(db["port"] or 5432), "PGUSER": user,
+                    "PGDATABASE": name})
+    out.update({k: str(v) for k, v in cfg["env"].items()})
+    out.update({k: str(v) for k, v in cfg["secrets"].items()})
+    return out
+
+
+def allowed_hosts(host_entry: str, server_name: str) -> str:
+    from .connection import parse_host
+
+    names = ["localhost", "127.0.0.1", parse_host(host_entry)[1]]
+    names += [n for n in server_name.split() if n not in ("_",)]
+    return ",".join(dict.fromkeys(names))
+
+
+def read_env_file(host, lay: Layout) -> dict:
+    r = host.run("read .env", Cmd((Cmd.of("cat", lay.env_file), Raw("2>/dev/null || true"))))
+    values = {}
+    for line in r.stdout.splitlines():
+        key, eq, value = line.partition("=")
+        if eq and not key.startswith("#"):
+            values[key.strip()] = value.strip()
+    host.session.add_secrets([values.get("SECRET_KEY"), values.get("PGPASSWORD")])
+    return values
+
+
+def ensure_env_file(host, lay: Layout, values: dict, mode: str, group: str | None) -> bool:
+    """Merge `values` into the shared .env, keeping generated secrets; write only on change."""
+    old = read_env_file(host, lay)
+    new = dict(old)
+    new.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    new.update(values)
+    if "PGUSER" in new:
+        new.setdefault("PGPASSWORD", old.get("PGPASSWORD") or secrets.token_urlsafe(24))
+        new["DATABASE_URL"] = (f"postgresql://{urlquote(new['PGUSER'])}:"
+                               f"{urlquote(new['PGPASSWORD'], safe='')}@{new['PGHOST']}:"
+                               f"{new['PGPORT']}/{urlquote(new['PGDATABASE'])}")
+    host.session.add_secrets([new["SECRET_KEY"], new.get("PGPASSWORD"), new.get("DATABASE_URL")])
+    owner = Cmd.of("chown", f"root:{group}", lay.env_file) if group else Cmd.of("true")
+    if new == old:
+        host.run("env file mode", Cmd.of("chmod", mode, lay.env_file).then(owner))
+        return False
+    text = "# Managed by mlctl setup; values are secret.\n" + "".join(
+        f"{k}={v}\n" for k, v in sorted(new.items()))
+    host.stream("write .env", Cmd.of("mkdir", "-p", lay.shared).then(
+        Cmd((Raw("umask 077 &&"), Cmd.of("cat").redirect(lay.env_file + ".tmp")))).then(
+        Cmd.of("chmod", mode, lay.env_file + ".tmp")).then(
+        Cmd.of("chown", f"root:{group}", lay.env_file + ".tmp") if group else Cmd.of("true")).then(
+        Cmd.of("mv", "-f", lay.env_file + ".tmp", lay.env_file)), text.encode())
+    host.facts["env_values"] = new
+    return True
+
+
+def ensure_database(host, cfg, values: dict) -> bool:
+    """PostgreSQL role and database owned by it; the password lives only in the .env."""
+    if cfg["database"]["engine"] != "postgresql":
+        return False
+    lay = Layout(cfg["deploy_to"])
+    old = read_env_file(host, lay)
+    password = old.get("PGPASSWORD") or secrets.token_urlsafe(24)
+    values["PGPASSWORD"] = password
+    role, db = values["PGUSER"], values["PGDATABASE"]
+    probe = host.run("database exists", psql_query(
+        f"SELECT (SELECT count(*) FROM pg_roles WHERE rolname = {sql_literal(role)}) || ',' ||"
+        f" (SELECT count(*) FROM pg_database WHERE datname = {sql_literal(db)})"))
+    has_role, has_db = (x == "1" for x in probe.stdout.strip().split(","))
+    can_login = host.run("database login", Cmd((Raw("set -a &&"), Cmd.of(".", lay.env_file),
+                                                Raw("&& set +a && psql -tAc 'select 1'"))),
+                         warn=True).ok if old.get("PGPASSWORD") else False
+    if has_role and has_db and can_login:
+        return False
+    sql = []
+    verb = "ALTER" if has_role else "CREATE"
+    sql.append(f"{verb} ROLE {sql_ident(role)} LOGIN PASSWORD {sql_literal(password)};")
+    if not has_db:
+        sql.append(f"CREATE DATABASE {sql_ident(db)} OWNER {sql_ident(role)};")
+    host.stream("create role and database", psql_stdin(), "\n".join(sql).encode())
+    return True
+
+
+def psql_query(sql: str) -> Cmd:
+    return Cmd.of("runuser", "-u", "postgres", "--", "psql", "-tAX", "-v", "ON_ERROR_STOP=1",
+                  "-c", sql)
+
+
+def psql_stdin() -> Cmd:
+    return Cmd.of("runuser", "-u", "postgres", "--", "psql", "-qX", "-v", "ON_ERROR_STOP=1")
+
+
+def sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_ident(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def render(name: str, **values) -> str:
+    return files("mlctl").joinpath("templates", name).read_text().format(**values)
+
+
+def template_values(cfg) -> dict:
+    unit = unit_name(cfg.project["name"])
+    return {"project": cfg.project["name"], "unit": unit, "socket": f"/run/{unit}.sock",
+            "app_user": cfg["app_user"], "deploy_to": cfg["deploy_to"], "workers": 2,
+            "wsgi": cfg.project["wsgi"], "server_name": cfg["server_name"]}
+
+
+def ensure_file(host, path: str, content: str, mode: str = "0644") -> bool:
+    digest = hashlib.sha256(content.encode()).hexdigest()
+    r = host.run(f"compare {path}", Cmd((Cmd.of("sha256sum", path), Raw("2>/dev/null || true"))))
+    if r.stdout.split()[:1] == [digest]:
+        return False
+    from .commands.release import write_file
+
+    host.stream(f"write {path}", write_file(path, mode), content.encode())
+    return True
+
+
+def ensure_units(host, cfg) -> bool:
+    v = template_values(cfg)
+    unit = v["unit"]
+    changed = ensure_file(host, f"/etc/systemd/system/{unit}.socket", render("gunicorn.socket", **v))
+    changed |= ensure_file(host, f"/etc/systemd/system/{unit}.service",
+                           render("gunicorn.service", **v))
+    enabled = host.run("socket enabled", Cmd.of("systemctl", "is-enabled", "--quiet",
+                                                 f"{unit}.socket"), warn=True).ok
+    active = host.run("socket active", Cmd.of("systemctl", "is-active", "--quiet",
+                                               f"{unit}.socket"), warn=True).ok
+    if changed or not (enabled and active):
+        host.run("enable socket", script(Cmd.of("systemctl", "daemon-reload"),
+                                         Cmd.of("systemctl", "enable", "--now", f"{unit}.socket"),
+                                         Cmd.of("systemctl", "enable", f"{unit}.service")))
+        return True
+    return False
+
+
+def ensure_nginx(host, cfg) -> bool:
+    v = template_values(cfg)
+    name = cfg.project["name"]
+    avail, enabled = f"/etc/nginx/sites-available/{name}", f"/etc/nginx/sites-enabled/{name}"
+    changed = ensure_file(host, avail, render("nginx.conf", **v))
+    link = host.run("nginx site link", Cmd((Raw("[ \"$(readlink"), Cmd.of(enabled), Raw(
+        ")\" = "), Cmd.of(avail), Raw("] && [ ! -e /etc/nginx/sites-enabled/default ]"))),
+                    warn=True).ok
+    if not changed and link:
+        return False
+    r = host.run("enable nginx site", script(
+        Cmd.of("ln", "-sfn", avail, enabled), Cmd.of("rm", "-f", "/etc/nginx/sites-enabled/default"),
+        Cmd.of("nginx", "-t", "-q")), warn=True)
+    if not r.ok:
+        raise PreflightFailed(f"{host.name}: nginx -t rejected the site; nginx was not reloaded",
+                              (r.stderr.strip().splitlines() or [""])[-1])
+    host.run("reload nginx", Cmd.of("systemctl", "reload-or-restart", "nginx"))
+    return True

@@ -1,0 +1,182 @@
+"""Quoting in one place: commands are argv lists rendered with shlex, secrets masked when shown.
+
+A `Cmd` is an argv list (or a pipeline/sequence of them) that knows which of its words are secret.
+`render()` gives the string to execute; `display()` the same string with secrets replaced, for logs
+and the console. Nothing else in mlctl builds shell strings by concatenation.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+MASK = "********"
+
+
+class Secret(str):
+    """A string whose value must never be shown; `Cmd.display()` masks it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('" + MASK + "')"
+
+
+def quote(word) -> str:
+    return shlex.quote(str(word))
+
+
+@dataclass(frozen=True)
+class Cmd:
+    """A shell command: argv words joined by quoting, or a raw operator between sub-commands."""
+
+    parts: tuple = field(default_factory=tuple)
+
+    @classmethod
+    def of(cls, *argv) -> Cmd:
+        return cls(tuple(_word(a) for a in argv))
+
+    def render(self) -> str:
+        return " ".join(_render(p, masked=False) for p in self.parts)
+
+    def display(self, extra_secrets: Iterable[str] = ()) -> str:
+        text = " ".join(_render(p, masked=True) for p in self.parts)
+        return mask(text, extra_secrets)
+
+    def secrets(self) -> list[str]:
+        found = []
+        for p in self.parts:
+            if isinstance(p, _Quoted):
+                p = p.cmd
+            if isinstance(p, Assign):
+                p = p.value
+            if isinstance(p, Cmd):
+                found += p.secrets()
+            elif isinstance(p, Secret):
+                found.append(str(p))
+        return found
+
+    def __str__(self) -> str:
+        return self.display()
+
+    # Composition: operators are kept as raw tokens, operands stay quoted.
+    def then(self, other: Cmd) -> Cmd:
+        return Cmd((self, _Op("&&"), other))
+
+    def otherwise(self, other: Cmd) -> Cmd:
+        return Cmd((self, _Op("||"), other))
+
+    def pipe(self, other: Cmd) -> Cmd:
+        return Cmd((self, _Op("|"), other))
+
+    def redirect(self, path: str, append: bool = False) -> Cmd:
+        return Cmd((self, _Op(">>" if append else ">"), _word(path)))
+
+    def stdin_from(self, path: str) -> Cmd:
+        return Cmd((self, _Op("<"), _word(path)))
+
+    def quiet(self) -> Cmd:
+        return Cmd((self, _Op(">/dev/null 2>&1")))
+
+    def in_dir(self, path: str) -> Cmd:
+        return Cmd.of("cd", path).then(self)
+
+    def with_env(self, env: dict) -> Cmd:
+        """Run with extra environment variables (a compound command runs under `sh -c`)."""
+        if not env:
+            return self
+        words = ["env"] + [Assign(k, v) for k, v in sorted(env.items())]
+        if self._is_simple():
+            return Cmd((Cmd.of(*words), self))
+        return Cmd((Cmd.of(*words, "sh", "-c"), _Quoted(self)))
+
+    def _is_simple(self) -> bool:
+        return not any(isinstance(p, Cmd | _Op | Raw | _Quoted) for p in self.parts)
+
+
+class _Op(str):
+    """A shell operator inserted between commands (never from user input)."""
+
+
+class Raw(str):
+    """A fixed shell fragment written in mlctl's source (never from user input)."""
+
+
+class Assign:
+    """NAME=value for `env`; the name is validated, the value quoted (and masked if secret)."""
+
+    def __init__(self, name: str, value):
+        if not name.replace("_", "a").isalnum() or name[0].isdigit():
+            raise ValueError(f"invalid environment variable name: {name!r}")
+        self.name, self.value = name, value
+
+
+def seq(*cmds: Cmd) -> Cmd:
+    """Run commands in order, stopping at the first failure (`a && b && c`)."""
+    out = cmds[0]
+    for c in cmds[1:]:
+        out = out.then(c)
+    return out
+
+
+def script(*cmds: Cmd) -> Cmd:
+    """A `set -e` script of several commands, sent as one remote round trip."""
+    parts: list = [Raw("set -e;")]
+    for c in cmds:
+        parts += [c, _Op(";")]
+    return Cmd(tuple(parts))
+
+
+def _word(value):
+    if isinstance(value, Cmd | Secret | Raw | Assign | _Op | _Quoted):
+        return value
+    return str(value)
+
+
+class _Quoted:
+    """A command passed as one quoted argument (e.g. to `sh -c`), masked recursively."""
+
+    def __init__(self, cmd: Cmd):
+        self.cmd = cmd
+
+
+def _render(part, masked: bool) -> str:
+    if isinstance(part, Cmd):
+        return part.display() if masked else part.render()
+    if isinstance(part, _Quoted):
+        return quote(part.cmd.display() if masked else part.cmd.render())
+    if isinstance(part, _Op | Raw):
+        return str(part)
+    if isinstance(part, Assign):
+        if masked and isinstance(part.value, Secret):
+            return part.name + "=" + MASK
+        return part.name + "=" + quote(part.value)
+    if isinstance(part, Secret):
+        return MASK if masked else quote(part)
+    return quote(part)
+
+
+def sudo(cmd: Cmd, user: str | None = None) -> Cmd:
+    """Wrap a whole command once: `sudo -n [-u USER] sh -c '<command>'` (never `sudo cd`)."""
+    return wrap(cmd, as_root=True, user=user)
+
+
+def mask(text: str, secrets: Iterable[str] = ()) -> str:
+    """Replace every occurrence of each secret value (longest first) with the mask."""
+    for value in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
+def wrap(cmd: Cmd, as_root: bool = False, user: str | None = None, timeout: float | None = None) -> Cmd:
+    """The one wrapper every step goes through: `[sudo -n [-u U]] [timeout …] sh -c '<cmd>'`.
+
+    The host's own `timeout` kills a command that never returns, even if the connection is gone.
+    """
+    argv: list = []
+    if as_root or user:
+        argv += ["sudo", "-n"] + (["-u", user] if user else [])
+    if timeout:
+        argv += ["timeout", "-k", "5", str(max(1, int(timeout)))]
+    return Cmd((Cmd.of(*argv, "sh", "-c"), _Quoted(cmd)))

@@ -1,0 +1,96 @@
+"""The control machine's side: the git ref, its archive, its requirements, the pytest gate."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import shlex
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PreflightFailed
+
+
+@dataclass
+class Source:
+    repo: str
+    subdir: str
+    commit: str
+    ref: str
+    branch: str
+    subject: str
+
+    def archive(self) -> bytes:
+        """The project directory at the commit, as one gzipped tar (streamed to every host)."""
+        tree = f"{self.commit}:{self.subdir}" if self.subdir else self.commit
+        raw = git(self.repo, "archive", "--format=tar", tree, binary=True)
+        return gzip.compress(raw, compresslevel=1)
+
+    def file(self, relpath: str) -> bytes:
+        path = f"{self.subdir}/{relpath}" if self.subdir else relpath
+        return git(self.repo, "show", f"{self.commit}:{path}", binary=True)
+
+    def requirements_hash(self, requirements: str, python: str, platform: str) -> str:
+        digest = hashlib.sha256(self.file(requirements))
+        digest.update(f"\0{python}\0{platform}".encode())
+        return digest.hexdigest()[:16]
+
+
+def git(repo: str, *args: str, binary: bool = False):
+    try:
+        p = subprocess.run(["git", "-C", repo, *args], capture_output=True, check=False)
+    except FileNotFoundError:
+        raise PreflightFailed("git is not installed on this machine") from None
+    if p.returncode != 0:
+        err = p.stderr.decode(errors="replace").strip().splitlines()
+        raise PreflightFailed(f"git {args[0]} failed in {repo}: {err[-1] if err else p.returncode}")
+    return p.stdout if binary else p.stdout.decode().strip()
+
+
+def resolve(repo: str, subdir: str, ref: str) -> Source:
+    if not Path(repo, ".git").exists() and not Path(repo).joinpath("HEAD").exists():
+        raise PreflightFailed(f"{repo} is not a git repository", "set project.source.repo")
+    try:
+        commit = git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except PreflightFailed:
+        raise PreflightFailed(f"ref {ref!r} not found in {repo}", "fetch it or pass --ref") from None
+    branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD") if ref == "HEAD" else ref
+    subject = git(repo, "log", "-1", "--format=%s", commit)
+    return Source(repo, subdir, commit, ref, branch, subject)
+
+
+def dirty_files(repo: str) -> list[str]:
+    out = git(repo, "status", "--porcelain", "--untracked-files=no")
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+def run_gate(src: Source, tests: str) -> None:
+    """The pytest gate on the exact commit: the app's tests and `makemigrations --check`."""
+    with tempfile.TemporaryDirectory(prefix="mlctl-gate-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(src.archive()), mode="r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+        for label, argv in (("tests", _python_argv(tests)),
+                            ("makemigrations --check", [sys.executable, "manage.py",
+                                                        "makemigrations", "--check", "--dry-run"])):
+            env = {"SECRET_KEY": "mlctl-gate-" + "x" * 50, "DEBUG": "0", "PATH": _path()}
+            p = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, env=env)
+            if p.returncode != 0:
+                tail = (p.stdout + p.stderr).strip().splitlines()[-1:] or [""]
+                raise PreflightFailed(f"pytest gate: {label} failed: {tail[0][:200]}",
+                                      "fix it, or deploy to a non-protected env with --skip-tests")
+
+
+def _python_argv(command: str) -> list[str]:
+    argv = shlex.split(command)
+    return [sys.executable, *argv[1:]] if argv and argv[0] in ("python", "python3") else argv
+
+
+def _path() -> str:
+    import os
+
+    return os.environ.get("PATH", "/usr/bin:/bin")
