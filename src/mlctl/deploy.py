@@ -87,6 +87,10 @@ class Deploy:
             self.migrate()
             self.stage = "switch"
             self.switch_all()
+            if self.dry:
+                console.out("then: mark the release good, record history, tag "
+                            f"deploy/{self.cfg.name}/{self.rid}, prune old releases, unlock")
+                return self.rid
             self.stage = "done"
             sess.each(lambda h: self.finish(h, "good"))
             self.tag()
@@ -130,6 +134,8 @@ class Deploy:
         """Remove releases an interrupted run left half-built (never current)."""
         facts = host.facts
         for rid, meta in facts.get("metas", {}).items():
+            if meta.get("removed"):
+                continue
             if meta.get("status") in ("building", "partial") and rid != facts.get("current"):
                 if rid in facts.get("releases", []):
                     console.step(host.name, f"removing partial release {rid}", "yellow")
@@ -187,14 +193,17 @@ class Deploy:
             if not names:
                 console.step(host.name, "no migration pending; snapshot skipped")
                 continue
-            console.step(host.name, f"migrating: {', '.join(names)}")
+            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+            console.step(host.name, f"migrating: {shown}")
             self.snapshots[host.name] = steps.snapshot(host, f"{self.rid}-before-migrate")
             try:
                 self.migrated.append(host)
                 steps.migrate(host, self.rel)
             except MlctlError as e:
-                console.warn(f"{host.name}: migration failed; restoring {self.snapshots[host.name]}")
-                steps.restore(host, self.snapshots[host.name])
+                if self.snapshots[host.name]:
+                    console.warn(f"{host.name}: migration failed; restoring "
+                                 f"{self.snapshots[host.name]}")
+                    steps.restore(host, self.snapshots[host.name])
                 self.migrated.remove(host)
                 raise DeployFailed(f"{host.name}: migration failed and the database was restored "
                                    f"from its snapshot: {e.message}") from None
@@ -212,7 +221,8 @@ class Deploy:
         self.switched.append(host)
         steps.restart(host)
         steps.health(host, self.rid)
-        console.step(host.name, f"serving {self.rid}", "green")
+        if not self.dry:
+            console.step(host.name, f"serving {self.rid}", "green")
 
     def finish(self, host, status: str) -> None:
         steps.write_meta(host, self.meta(status))

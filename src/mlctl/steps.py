@@ -10,7 +10,7 @@ import json
 import socket
 import time
 
-from . import remote
+from . import console, remote
 from .commands import db as dbcmd
 from .commands import lock as lockcmd
 from .commands import release as relcmd
@@ -176,9 +176,14 @@ def sqlite_path(cfg) -> str:
     return name if name.startswith("/") else f"{Layout(cfg['deploy_to']).shared}/{name}"
 
 
-def snapshot(host, target: str) -> str:
+def snapshot(host, target: str) -> str | None:
+    """Dump and verify the database; None when there is nothing to keep (no SQLite file yet)."""
     cfg = host.session.cfg
     lay = layout(host)
+    if cfg["database"]["engine"] == "sqlite":
+        if not host.run("database file", Cmd.of("test", "-s", sqlite_path(cfg)), warn=True).ok:
+            console.step(host.name, "no database file yet; snapshot skipped")
+            return None
     path = f"{lay.backups}/{target}.{dbcmd.EXTENSIONS[cfg['database']['engine']]}"
     host.run(f"snapshot {target}", Cmd.of("mkdir", "-p", lay.backups).then(dbcmd.snapshot(
         cfg["database"]["engine"], lay.env_file, path, sqlite_path(cfg), cfg["python"])))
@@ -201,7 +206,8 @@ def db_hosts(sess) -> list:
 
 def migration_info(host, rel: str, *args: str):
     """Ask a release's own code about migrations (leaves, pending, backwards plan)."""
-    cmd = relcmd.python_in(rel, remote.source("migrations"), *args)
+    settings = host.session.cfg.project["settings_module"]
+    cmd = relcmd.python_in(rel, remote.source("migrations"), settings, *args)
     r = host.run(f"migrations {args[0]}", cmd, root=False, user=host.session.cfg["app_user"])
     return json.loads(r.stdout.strip().splitlines()[-1])
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Packages the integration tests' hosts need (they boot from this machine's root filesystem).
+set -euo pipefail
+pkgs=(systemd-container openssh-server nginx sudo python3-venv postgresql iproute2 git)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Services must not start on this machine itself: the hosts start their own.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

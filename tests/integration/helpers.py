@@ -1,0 +1,92 @@
+"""Shared helpers of the integration tests: the app repository, inventories, running mlctl."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "examples" / "djangoapp"
+
+MIGRATION_0003 = '''from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0002_seed_notes")]
+    operations = [migrations.AddField("note", "pinned", models.BooleanField(default=False))]
+'''
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def make_repo(path: Path) -> Path:
+    """A git repository holding the example app at its root (v1)."""
+    shutil.copytree(APP, path, ignore=shutil.ignore_patterns(
+        "__pycache__", "db.sqlite3", "staticfiles", "media", ".env", "REVISION"))
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "tests@mlctl.invalid")
+    git(path, "config", "user.name", "tests")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "v1")
+    return path
+
+
+def commit_file(repo: Path, relpath: str, text: str, message: str) -> str:
+    target = repo / relpath
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def add_pinned_field(repo: Path) -> str:
+    """v2: a model field and its migration."""
+    models = (repo / "notes" / "models.py").read_text()
+    if "pinned" not in models:
+        models = models.replace("    created = ", "    pinned = models.BooleanField(default=False)\n"
+                                "    created = ", 1)
+        (repo / "notes" / "models.py").write_text(models)
+    return commit_file(repo, "notes/migrations/0003_note_pinned.py", MIGRATION_0003, "v2")
+
+
+def write_inventory(farm, repo: Path, path: Path, **env_overrides) -> Path:
+    data = yaml.safe_load(Path(farm.inventory_path).read_text())
+    data["project"]["source"] = {"repo": str(repo), "subdir": ""}
+    for env, extra in env_overrides.items():
+        data["environments"].setdefault(env, {}).update(extra)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def mlctl(inventory: Path, *args: str, env: dict | None = None, check: bool = True,
+          timeout: float = 600) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "MLCTL_INVENTORY": str(inventory), "MLCTL_CONFIRM": "live",
+                **(env or {})}
+    p = subprocess.run([sys.executable, "-m", "mlctl.cli", *args], capture_output=True, text=True,
+                       env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
+    if check and p.returncode != 0:
+        raise AssertionError(f"mlctl {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def ssh(farm, host, command: str) -> str:
+    r = farm.ssh(host, command)
+    assert r.returncode == 0, f"{host}: {command}: {r.stderr}"
+    return r.stdout.strip()
+
+
+def healthz(address: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{address}/healthz", timeout=10) as r:
+        return json.loads(r.read())

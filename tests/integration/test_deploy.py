@@ -1,0 +1,221 @@
+"""Setup, deploy, snapshots, rollback and failure handling on real hosts (SPEC 5 and 6)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .helpers import (add_pinned_field, commit_file, git, healthz, make_repo, mlctl, ssh,
+                      write_inventory)
+
+pytestmark = pytest.mark.hosts
+D = "/srv/djangoapp"
+PSQL = f"sudo sh -c 'set -a; . {D}/shared/.env; set +a; psql -tAX -c \"$0\"'"
+
+
+@pytest.fixture(scope="module")
+def world(farm, tmp_path_factory):
+    repo = make_repo(tmp_path_factory.mktemp("app") / "repo")
+    inv = write_inventory(farm, repo, tmp_path_factory.mktemp("inv") / "environments.yaml")
+    return {"farm": farm, "repo": repo, "inv": inv, "test": farm.hosts[0], "live": farm.hosts[1:]}
+
+
+def psql(farm, host, sql: str) -> str:
+    return ssh(farm, host, PSQL.replace("$0", sql.replace('"', '\\"')))
+
+
+def current(farm, host) -> str:
+    return ssh(farm, host, f"readlink {D}/current").split("/")[-1]
+
+
+def test_setup_provisions_hosts_and_second_run_changes_nothing(world):
+    farm, inv = world["farm"], world["inv"]
+    first = mlctl(inv, "test", "setup").stderr + mlctl(inv, "live", "setup", "--yes").stderr
+    assert "changed" in first
+    for h in farm.hosts:
+        assert ssh(farm, h, "systemctl is-active gunicorn-djangoapp.socket nginx") == "active\nactive"
+        assert ssh(farm, h, f"stat -c '%a %U %G' {D}/shared/.env") == "640 root www-data"
+        assert ssh(farm, h, f"stat -c '%a %U %G' {D}/shared/media") == "750 www-data www-data"
+        assert ssh(farm, h, f"stat -c '%a %U' {D}/releases") == "755 root"
+        ssh(farm, h, "sudo nginx -t -q")
+        assert psql(farm, h, "select current_user") == "djangoapp"
+        assert ssh(farm, h, f"cat {D}/.mlctl/marker") == ("test" if h is world["test"] else "live")
+    before = {h.address: ssh(farm, h, f"sudo sha256sum {D}/shared/.env /etc/nginx/sites-available/"
+                                      "djangoapp /etc/systemd/system/gunicorn-djangoapp.*")
+              for h in farm.hosts}
+    second = mlctl(inv, "test", "setup").stderr + mlctl(inv, "live", "setup", "--yes").stderr
+    assert "changed" not in second, second
+    assert second.count(": ok") == 7 * len(farm.hosts)
+    for h in farm.hosts:
+        assert before[h.address] == ssh(farm, h, f"sudo sha256sum {D}/shared/.env /etc/nginx/"
+                                                 "sites-available/djangoapp /etc/systemd/system/"
+                                                 "gunicorn-djangoapp.*")
+
+
+def test_deploy_v1_serves_its_release_through_nginx(world):
+    farm, inv = world["farm"], world["inv"]
+    mlctl(inv, "test", "deploy")
+    mlctl(inv, "live", "deploy", "--yes")
+    for h in farm.hosts:
+        rid = current(farm, h)
+        assert rid.endswith(git(world["repo"], "rev-parse", "HEAD")[:12])
+        assert healthz(h.address) == {"release": rid, "database": "ok", "status": "ok"}
+    # Data written while v1 serves must survive everything that follows.
+    psql(farm, world["test"], "insert into notes_note (title, slug, body, created) "
+                              "values ('canary', 'canary', 'keep me', now())")
+    world["v1"] = current(farm, world["test"])
+
+
+def test_deploy_v2_migrates_with_verified_snapshots_history_and_tag(world):
+    farm, inv, repo, h = world["farm"], world["inv"], world["repo"], world["test"]
+    add_pinned_field(repo)
+    out = mlctl(inv, "test", "deploy").stderr
+    rid = current(farm, h)
+    assert "notes.0003_note_pinned" in out
+    assert healthz(h.address)["release"] == rid != world["v1"]
+    snaps = ssh(farm, h, f"sudo ls {D}/backups/db").split()
+    assert f"{rid}-before-migrate.dump" in snaps and f"{rid}-after-migrate.dump" in snaps
+    for which, has_column in (("before", False), ("after", True)):
+        ssh(farm, h, "sudo -u postgres dropdb --if-exists scratch && sudo -u postgres createdb scratch"
+                     f" && sudo -u postgres pg_restore --no-owner -d scratch "
+                     f"{D}/backups/db/{rid}-{which}-migrate.dump")
+        cols = ssh(farm, h, "sudo -u postgres psql -tAX -d scratch -c \"select column_name from "
+                            "information_schema.columns where table_name='notes_note'\"")
+        assert ("pinned" in cols.split()) is has_column
+    ssh(farm, h, "sudo -u postgres dropdb scratch")
+    history = ssh(farm, h, f"sudo tail -n 1 {D}/.mlctl/history.jsonl")
+    assert f'"release": "{rid}"' in history and '"outcome": "good"' in history
+    assert f"deploy/test/{rid}" in git(repo, "tag", "--list", "deploy/test/*")
+    world["v2"] = rid
+
+
+def test_redeploy_unchanged_reuses_venv_and_migrates_nothing(world):
+    farm, inv, h = world["farm"], world["inv"], world["test"]
+    out = mlctl(inv, "test", "deploy").stderr
+    assert "reused" in out and "building venv" not in out
+    assert "no migration pending" in out
+    assert healthz(h.address)["release"] == current(farm, h)
+
+
+def test_rollback_reverses_migration_and_keeps_data(world):
+    farm, inv, h = world["farm"], world["inv"], world["test"]
+    mlctl(inv, "test", "rollback", "--to", world["v1"])
+    assert current(farm, h) == world["v1"]
+    assert healthz(h.address)["release"] == world["v1"]
+    cols = psql(farm, h, "select column_name from information_schema.columns "
+                         "where table_name='notes_note'")
+    assert "pinned" not in cols.split()
+    assert psql(farm, h, "select body from notes_note where slug='canary'") == "keep me"
+    mlctl(inv, "test", "deploy")  # back to the newest code for the failure cases
+    world["good"] = current(farm, h)
+
+
+def _assert_unchanged(world, host, rid_before: str) -> None:
+    farm = world["farm"]
+    assert current(farm, host) == rid_before
+    assert healthz(host.address)["release"] == rid_before
+    assert ssh(farm, host, f"test -d {D}/.mlctl/lock && echo held || echo free") == "free"
+
+
+def test_release_whose_wsgi_import_fails_never_becomes_current(world):
+    farm, inv, repo, h = world["farm"], world["inv"], world["repo"], world["test"]
+    good = current(farm, h)
+    wsgi = (repo / "djangoapp" / "wsgi.py").read_text()
+    commit_file(repo, "djangoapp/wsgi.py", wsgi + "\nraise RuntimeError('broken release')\n", "bad")
+    p = mlctl(inv, "test", "deploy", check=False)
+    assert p.returncode != 0 and "import WSGI app" in p.stderr.strip().splitlines()[-1]
+    _assert_unchanged(world, h, good)
+    releases = ssh(farm, h, f"ls {D}/releases").split()
+    assert all(not r.endswith(git(repo, "rev-parse", "HEAD")[:12]) for r in releases)
+    commit_file(repo, "djangoapp/wsgi.py", wsgi, "fix wsgi")
+
+
+def test_failed_health_check_rolls_every_live_host_back_and_marks_bad(world):
+    farm, inv, repo = world["farm"], world["inv"], world["repo"]
+    before = {h.address: current(farm, h) for h in world["live"]}
+    views = (repo / "notes" / "views.py").read_text()
+    broken = views.replace("def healthz(request", "def healthz(request, *a):\n    raise "
+                           "RuntimeError('boom')\n\n\ndef _old_healthz(request", 1)
+    assert broken != views
+    commit_file(repo, "notes/views.py", broken, "health 500")
+    p = mlctl(inv, "live", "deploy", "--yes", "--set", "timeouts.health=3", check=False)
+    assert p.returncode != 0, p.stderr
+    assert "health check" in p.stderr.strip().splitlines()[-1]
+    bad = git(repo, "rev-parse", "HEAD")[:12]
+    for h in world["live"]:
+        _assert_unchanged(world, h, before[h.address])
+        meta = ssh(farm, h, f"cat {D}/.mlctl/releases/*-{bad}.json")
+        assert '"status": "bad"' in meta
+    commit_file(repo, "notes/views.py", views, "fix health")
+
+
+def test_failing_migration_leaves_database_as_before(world):
+    farm, inv, repo, h = world["farm"], world["inv"], world["repo"], world["test"]
+    good = current(farm, h)
+    migration = '''from django.db import migrations, models
+
+
+def explode(apps, schema_editor):
+    raise RuntimeError("migration failed halfway")
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("notes", "0003_note_pinned")]
+    operations = [
+        migrations.CreateModel("Half", [("id", models.AutoField(primary_key=True))]),
+        migrations.RunPython(explode, migrations.RunPython.noop),
+    ]
+'''
+    commit_file(repo, "notes/migrations/0004_half.py", migration, "failing migration")
+    p = mlctl(inv, "test", "deploy", "--skip-tests", check=False)
+    assert p.returncode != 0 and "migration failed" in p.stderr.strip().splitlines()[-1]
+    _assert_unchanged(world, h, good)
+    assert psql(farm, h, "select count(*) from information_schema.tables "
+                         "where table_name='notes_half'") == "0"
+    assert psql(farm, h, "select body from notes_note where slug='canary'") == "keep me"
+    git(repo, "rm", "-q", "notes/migrations/0004_half.py")
+    git(repo, "commit", "-qm", "drop failing migration")
+
+
+def test_sigint_during_build_leaves_current_and_cleans_up(world):
+    farm, inv, repo, h = world["farm"], world["inv"], world["repo"], world["test"]
+    good = current(farm, h)
+    commit_file(repo, "notes/static/notes/extra.css", "body { color: red }\n", "new static")
+    import os
+
+    proc = subprocess.Popen([sys.executable, "-m", "mlctl.cli", "test", "deploy"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "MLCTL_INVENTORY": str(inv)})
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if " build " in line:
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode != 0, "".join(lines) + rest
+    _assert_unchanged(world, h, good)
+    rid = git(repo, "rev-parse", "HEAD")[:12]
+    assert not [r for r in ssh(farm, h, f"ls {D}/releases").split() if r.endswith(rid)]
+
+
+def test_two_deploys_at_once_exactly_one_runs(world):
+    farm, inv = world["farm"], world["inv"]
+    import os
+
+    env = {**os.environ, "MLCTL_INVENTORY": str(inv)}
+    procs = [subprocess.Popen([sys.executable, "-m", "mlctl.cli", "test", "deploy", "--skip-tests"],
+                              stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes[0] == 0 and codes[1] != 0, results
+    loser = [err for code, err in results if code != 0][0]
+    assert "deploy lock held by" in loser and "pid" in loser
+    assert healthz(world["test"].address)["release"] == current(farm, world["test"])
