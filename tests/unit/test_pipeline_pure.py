@@ -1,0 +1,102 @@
+"""Pure pieces of the deploy pipeline: pruning, release ids, lock staleness, wheel tags, setup."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlctl import prune, setup, steps, wheelhouse
+from mlctl.errors import UsageError
+from mlctl.layout import Layout, check_release_id
+from mlctl.ops import release_rows
+
+R = [f"2026010100000{i}-abcdef1" for i in range(1, 8)]
+
+
+def test_prune_keeps_newest_good_current_and_drops_failed():
+    metas = {r: {"status": "good"} for r in R}
+    metas[R[5]] = {"status": "bad"}
+    metas[R[6]] = {"status": "partial"}
+    doomed = prune.choose(R, metas, current=R[4], keep=3)
+    assert doomed == [R[0], R[1], R[5], R[6]]
+
+
+def test_prune_never_removes_current_even_when_it_is_not_good():
+    metas = {r: {"status": "bad"} for r in R}
+    metas[R[0]] = {"status": "good"}
+    assert prune.choose(R, metas, current=R[6], keep=1) == R[1:6]
+
+
+def test_prune_five_failed_deploys_keep_the_last_good_release():
+    metas = {R[0]: {"status": "good"}, **{r: {"status": "bad"} for r in R[1:6]}}
+    assert prune.choose(R[:6], metas, current=R[0], keep=5) == R[1:6]
+
+
+def test_prune_ignores_names_that_are_not_release_ids():
+    assert prune.choose(["../etc", "x"], {}, current=None, keep=1) == []
+
+
+@pytest.mark.parametrize("bad", ["../x", "20260101000001-abcdef1/../../", "", "now", "a" * 30])
+def test_release_ids_with_path_tricks_are_refused(bad):
+    with pytest.raises(UsageError):
+        check_release_id(bad)
+    with pytest.raises(UsageError):
+        Layout("/srv/app").release(bad)
+
+
+def test_layout_paths():
+    lay = Layout("/srv/app/")
+    assert lay.release(R[0]) == f"/srv/app/releases/{R[0]}"
+    assert lay.meta(R[0]) == f"/srv/app/.mlctl/releases/{R[0]}.json"
+    assert (lay.current, lay.lock, lay.env_file) == (
+        "/srv/app/current", "/srv/app/.mlctl/lock", "/srv/app/shared/.env")
+
+
+def test_lock_staleness():
+    me = socket.gethostname()
+    assert steps.stale_reason({}, 3600) == "no holder recorded"
+    alive = {"host": me, "pid": os.getpid(), "time": time.time()}
+    assert steps.stale_reason(alive, 3600) == ""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert "is gone" in steps.stale_reason({**alive, "pid": dead.pid}, 3600)
+    other = {"host": "elsewhere", "pid": 1, "time": time.time() - 7200}
+    assert steps.stale_reason(other, 3600) == "older than 3600s"
+    assert steps.stale_reason({**other, "time": time.time()}, 3600) == ""
+    assert "pid 1" in steps.describe_holder(other)
+
+
+def test_manylinux_tags_follow_the_hosts_glibc():
+    tags = wheelhouse.platform_tags("x86_64", "2.36")
+    assert tags[0] == "manylinux_2_36_x86_64" and tags[-3] == "manylinux_2_17_x86_64"
+    assert tags[-2:] == ["manylinux2014_x86_64", "linux_x86_64"]
+    assert wheelhouse.platform_tags("x86_64", "") == []
+
+
+def test_setup_helpers_quote_sql_and_compute_allowed_hosts():
+    assert setup.sql_literal("it's") == "'it''s'"
+    assert setup.sql_ident('a"b') == '"a""b"'
+    assert setup.allowed_hosts("deploy@198.51.100.11:22", "_") == "localhost,127.0.0.1,198.51.100.11"
+    assert setup.allowed_hosts("web1", "example.com www.example.com").endswith(
+        "web1,example.com,www.example.com")
+
+
+def test_release_rows_mark_current_and_removed():
+    facts = {"releases": [R[1], R[2]], "current": R[2],
+             "metas": {R[0]: {"status": "partial"}, R[1]: {"status": "good"}}}
+    rows = release_rows(facts)
+    assert [(r["id"], r["status"]) for r in rows] == [
+        (R[2], "current"), (R[1], "good"), (R[0], "partial (removed)")]
+
+
+def test_example_app_own_tests_pass():
+    app = Path(__file__).resolve().parents[2] / "examples" / "djangoapp"
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=app,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:]
