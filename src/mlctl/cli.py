@@ -1,4 +1,4 @@
-"""`mlctl [ENV] TASK [options]`: one entry point; every failure ends in one line and an exit code."""
+"""`mlctl [ENV] TASK [options]`: one entry point; a failure ends in one line and an exit code."""
 
 from __future__ import annotations
 
@@ -25,20 +25,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_global_options(p: argparse.ArgumentParser) -> None:
+def add_global_options(p: argparse.ArgumentParser, after_task: bool = False) -> None:
+    """Global options, accepted before the task and after it (`mlctl live deploy --set …`).
+
+    After the task they default to SUPPRESS so they never reset a value given before it; the
+    repeatable ones go to their own lists, merged in `run`.
+    """
     g = p.add_argument_group("global options")
-    g.add_argument("--inventory", "-i", metavar="PATH", help="environments.yaml to use")
-    g.add_argument("--host", action="append", dest="only_hosts", metavar="HOST",
-                   help="limit to this host of the environment (repeatable)")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set timeouts.command=60")
-    g.add_argument("--log-dir", metavar="DIR", help="where the JSON log goes")
-    g.add_argument("-v", "--debug", "--verbose", action="store_true", dest="debug",
-                   help="show tracebacks")
+    more = "task_" if after_task else ""
+    unset = {"default": argparse.SUPPRESS} if after_task else {}
+    g.add_argument("--inventory", "-i", metavar="PATH", help="environments.yaml to use", **unset)
+    g.add_argument(
+        "--host",
+        action="append",
+        dest=more + "only_hosts",
+        metavar="HOST",
+        help="limit to this host of the environment (repeatable)",
+    )
+    g.add_argument(
+        "--set",
+        action="append",
+        dest=more + "set",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set timeouts.command=60",
+    )
+    g.add_argument("--log-dir", metavar="DIR", help="where the JSON log goes", **unset)
+    g.add_argument(
+        "-v",
+        "--debug",
+        "--verbose",
+        action="store_true",
+        dest="debug",
+        help="show tracebacks",
+        **unset,
+    )
 
 
 def add_task_parser(sub, spec: TaskSpec) -> None:
     tp = sub.add_parser(spec.name, help=spec.help, description=spec.help)
+    add_global_options(tp, after_task=True)
     for o in spec.opts:
         flag = "--" + o.name.replace("_", "-")
         if o.positional:
@@ -48,8 +74,14 @@ def add_task_parser(sub, spec: TaskSpec) -> None:
             tp.add_argument(*names, action="store_true", dest=o.name, help=o.help)
         else:
             names = [flag] + ([o.short] if o.short else [])
-            tp.add_argument(*names, type=o.kind, default=o.default, dest=o.name,
-                            choices=o.choices or None, help=o.help)
+            tp.add_argument(
+                *names,
+                type=o.kind,
+                default=o.default,
+                dest=o.name,
+                choices=o.choices or None,
+                help=o.help,
+            )
 
 
 def split_env(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -63,7 +95,7 @@ def split_env(argv: list[str]) -> tuple[str | None, list[str]]:
             continue
         if word in BY_NAME:
             return None, argv
-        return word, argv[:i] + argv[i + 1:]
+        return word, argv[:i] + argv[i + 1 :]
     return None, argv
 
 
@@ -85,20 +117,40 @@ def run(spec: TaskSpec, env: str | None, args) -> int:
 
     env = env or os.environ.get("MLCTL_ENV")
     options = {o.name: getattr(args, o.name) for o in spec.opts}
+    hosts = (args.only_hosts or []) + (getattr(args, "task_only_hosts", None) or [])
     try:
-        sel = Selection(env=env, hosts=args.only_hosts, inventory_path=args.inventory,
-                        overrides=parse_sets(args.set), log_dir=args.log_dir, debug=args.debug)
+        sel = Selection(
+            env=env,
+            hosts=hosts or None,
+            inventory_path=args.inventory,
+            overrides=parse_sets(args.set + getattr(args, "task_set", [])),
+            log_dir=args.log_dir,
+            debug=args.debug,
+        )
+        if spec.needs_env:
+            sel.config()  # a bad inventory or unknown environment fails before the task loads
         return int(spec.function()(sel, **options) or 0)
     except MlctlError as e:
-        if args.debug:
-            import traceback
-
-            console.info(console.clean(traceback.format_exc()))
+        _traceback(args)
         console.fail(str(e))
         return e.exit_code
     except KeyboardInterrupt:
         console.fail("interrupted; the lock was released and the current release left serving")
         return 130
+    except Exception as e:  # noqa: BLE001 — still one line; -v shows where it came from
+        _traceback(args)
+        hint = "" if args.debug else " — run again with -v for the traceback"
+        console.fail(f"{spec.name} failed unexpectedly: {type(e).__name__}: {e}{hint}")
+        return 1
+
+
+def _traceback(args) -> None:
+    if args.debug:
+        import traceback
+
+        from . import console
+
+        console.info(console.clean(traceback.format_exc()))
 
 
 def parse_sets(pairs: list[str]) -> dict:

@@ -90,7 +90,9 @@ def open_connection(spec: str, settings: dict) -> Connection:
             "verify the new key out of band, then update " + settings["known_hosts"],
         ) from None
     except paramiko.AuthenticationException as e:
-        raise ConnectError(f"{spec}: authentication failed ({e})", "check user and identity_file") from None
+        raise ConnectError(
+            f"{spec}: authentication failed ({e})", "check user and identity_file"
+        ) from None
     except paramiko.SSHException as e:
         text = str(e)
         if "not found in known_hosts" in text:
@@ -100,7 +102,9 @@ def open_connection(spec: str, settings: dict) -> Connection:
             ) from None
         raise ConnectError(f"{spec}: ssh error: {text}") from None
     except (OSError, EOFError) as e:
-        reason = "timed out" if isinstance(e, TimeoutError | socket.timeout) else (e.strerror or str(e))
+        reason = (
+            "timed out" if isinstance(e, TimeoutError | socket.timeout) else (e.strerror or str(e))
+        )
         raise ConnectError(
             f"{spec}: cannot connect to {conn.host}:{conn.port}: {reason}",
             f"is the host up? (connect timeout {settings['timeouts']['connect']:g}s)",
@@ -155,5 +159,14 @@ def _connect(conn: Connection, settings: dict) -> None:
         sock = socket.create_connection((conn.host, conn.port), timeout=conn.connect_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.connect_kwargs["sock"] = sock
-    conn.open()
+    try:
+        conn.open()
+    except BaseException:
+        # A failed handshake must not leave the socket or paramiko's transport thread behind
+        # (Connection.close() does nothing when it never got connected).
+        conn.client.close()
+        sock = conn.connect_kwargs.pop("sock", None)
+        if sock is not None:
+            sock.close()
+        raise
     conn.transport.set_keepalive(settings["timeouts"]["keepalive"])

@@ -27,7 +27,9 @@ def banner(env: str, color: str, action: str, hosts: list[str]) -> None:
     if quiet:
         return
     where = ", ".join(hosts)
-    _err.print(f"[bold {color}]▌ {escape(env.upper())}[/] {escape(action)} → {escape(clean(where))}")
+    _err.print(
+        f"[bold {color}]▌ {escape(env.upper())}[/] {escape(action)} → {escape(clean(where))}"
+    )
 
 
 def step(host: str, text: str, color: str = "cyan") -> None:

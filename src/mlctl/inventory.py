@@ -1,7 +1,7 @@
 """Find, read and validate `environments.yaml`; resolve one environment's settings.
 
 Merge order (lowest first), implemented once in `resolve()`:
-    built-in defaults < `defaults:` < `environments.<name>:` < MLCTL_* variables < command-line flags
+    built-in defaults < `defaults:` < `environments.<name>:` < MLCTL_* variables < flags
 Every error names the file, the line and the key path, before any connection is made.
 """
 
@@ -22,7 +22,17 @@ from .schema import ENV_KEYS, PROJECT, TOP, Field
 FILENAME = "environments.yaml"
 ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # MLCTL_* variables that steer mlctl itself rather than override inventory keys.
-CONTROL_VARS = {"MLCTL_INVENTORY", "MLCTL_CONFIRM", "MLCTL_STATE_DIR", "MLCTL_LOG_DIR", "MLCTL_USER_NAME"}
+CONTROL_VARS = {
+    "MLCTL_INVENTORY",
+    "MLCTL_CONFIRM",
+    "MLCTL_STATE_DIR",
+    "MLCTL_LOG_DIR",
+    "MLCTL_USER_NAME",
+    "MLCTL_ENV",
+}
+# Prefixes of variables owned by other tools (the test-host farm), never inventory keys.
+FOREIGN_PREFIXES = ("MLCTL_FARM_",)
+TOP_LEVEL = "(top level)"  # the key path shown for the document itself
 
 
 @dataclass
@@ -44,7 +54,7 @@ class Inventory:
         probe = tuple(keypath)
         while probe and probe not in self.lines:
             probe = probe[:-1]
-        return f"{self.path.name}:{self.lines.get(probe, 1)}: {dotted(keypath)}"
+        return f"{self.path.name}:{self.lines.get(probe, 1)}: {dotted(keypath) or TOP_LEVEL}"
 
     def env_of_host(self, host: str) -> list[str]:
         return [n for n, e in self.data["environments"].items() if host in (e.get("hosts") or [])]
@@ -126,7 +136,7 @@ def load(path: Path) -> Inventory:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise InventoryError(f"{path.name}:{line}: invalid YAML: {problem}") from None
     if node is None:
-        raise InventoryError(f"{path.name}:1: the file is empty")
+        raise InventoryError(f"{path.name}:1: {TOP_LEVEL}: the file is empty")
     data = _to_python(node, (), lines, path.name)
     inv = Inventory(path=path.resolve(), data=data, lines=lines)
     validate(inv)
@@ -158,17 +168,22 @@ def _to_python(node, keypath: tuple, lines: dict, fname: str):
 
 def validate(inv: Inventory) -> None:
     data = inv.data
-    if not isinstance(data, dict):
-        raise InventoryError(f"{inv.where(())} the top level must be a mapping".replace(":  ", ": "))
-    _check_mapping(inv, data, TOP, ())
+    _check_mapping(inv, data, TOP, ())  # also refuses a top level that is not a mapping
     for key in ("project", "environments"):
         if key not in data:
             raise InventoryError(f"{inv.path.name}:1: {key}: missing (required)")
     for key in schema.REQUIRED_PROJECT:
         if not data["project"].get(key):
             raise InventoryError(f"{inv.where(('project', key))}: missing value (required)")
+    if not WSGI.match(data["project"]["wsgi"]):
+        # gunicorn takes it as a positional word: a leading '-' would be read as an option
+        raise InventoryError(
+            f"{inv.where(('project', 'wsgi'))}: expected module.path:callable, "
+            f"got {data['project']['wsgi']!r}"
+        )
     if not data["environments"]:
         raise InventoryError(f"{inv.where(('environments',))}: no environment defined")
+    _check_shared(inv, ("defaults",), data.get("defaults") or {})
     for name, env in data["environments"].items():
         _check_environment(inv, name, env)
 
@@ -187,8 +202,10 @@ def _check_environment(inv: Inventory, name: str, env: dict) -> None:
             raise InventoryError(f"{inv.where(kp + ('hosts', i))}: duplicate host {host!r}")
         seen[host] = i
     _check_deploy_to(inv, kp, merged)
+    _check_shared(inv, kp, env or {})
 
 
+WSGI = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(?::[A-Za-z_][A-Za-z0-9_]*)?$")
 HOST = re.compile(r"^(?:[A-Za-z0-9._-]+@)?(?:[A-Za-z0-9._-]+|\[[0-9a-fA-F:]+\])(?::\d{1,5})?$")
 
 
@@ -201,13 +218,29 @@ def _check_host(inv: Inventory, kp: tuple, host) -> None:
 
 def _check_deploy_to(inv: Inventory, kp: tuple, merged: dict) -> None:
     deploy_to = merged.get("deploy_to", "/srv/app")
-    where = kp + ("deploy_to",) if "deploy_to" in (inv.data["environments"][kp[1]] or {}) else (
-        "defaults",
-        "deploy_to",
+    where = (
+        kp + ("deploy_to",)
+        if "deploy_to" in (inv.data["environments"][kp[1]] or {})
+        else (
+            "defaults",
+            "deploy_to",
+        )
     )
     problem = unsafe_deploy_to(str(deploy_to), merged.get("connection") == "local")
     if problem:
         raise InventoryError(f"{inv.where(where)}: {problem}")
+
+
+def _check_shared(inv: Inventory, kp: tuple, layer: dict) -> None:
+    """Shared entries are joined under DEPLOY_TO/shared and the release, then `rm -rf`'d there."""
+    for key in ("shared_files", "shared_dirs"):
+        for i, entry in enumerate(layer.get(key) or []):
+            parts = Path(entry).parts
+            if not parts or entry.startswith("/") or ".." in parts or entry.startswith("-"):
+                raise InventoryError(
+                    f"{inv.where(kp + (key, i))}: {entry!r} must be a relative name inside the "
+                    "release (no leading / or -, no '..')"
+                )
 
 
 def unsafe_deploy_to(path: str, local: bool) -> str:
@@ -220,7 +253,19 @@ def unsafe_deploy_to(path: str, local: bool) -> str:
         return "must not contain '..'"
     if not local and not path.startswith("/"):
         return "must be an absolute path on the server"
-    if Path(path).resolve() in (Path("/"),) or path.rstrip("/") in ("", "/usr", "/etc", "/var", "/home", "/root", "/srv", "/opt", "/tmp", "/bin", "/boot"):
+    if Path(path).resolve() in (Path("/"),) or path.rstrip("/") in (
+        "",
+        "/usr",
+        "/etc",
+        "/var",
+        "/home",
+        "/root",
+        "/srv",
+        "/opt",
+        "/tmp",
+        "/bin",
+        "/boot",
+    ):
         return f"refusing to manage {path!r} (too broad: use a directory of its own)"
     return ""
 
@@ -256,12 +301,16 @@ def _check_value(inv: Inventory, value, f: Field, kp: tuple) -> None:
             raise InventoryError(f"{inv.where(kp)}: expected a list, got {_typename(value)}")
         for i, v in enumerate(value):
             if not isinstance(v, str):
-                raise InventoryError(f"{inv.where(kp + (i,))}: expected a string, got {_typename(v)}")
+                raise InventoryError(
+                    f"{inv.where(kp + (i,))}: expected a string, got {_typename(v)}"
+                )
         return None
     if not _is_type(value, f.kind):
         raise InventoryError(f"{inv.where(kp)}: expected {f.kind.__name__}, got {_typename(value)}")
     if f.choices and value not in f.choices:
-        raise InventoryError(f"{inv.where(kp)}: must be one of {', '.join(f.choices)} (got {value!r})")
+        raise InventoryError(
+            f"{inv.where(kp)}: must be one of {', '.join(f.choices)} (got {value!r})"
+        )
     return None
 
 
@@ -274,8 +323,15 @@ def _is_type(value, kind) -> bool:
 
 
 def _typename(value) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)
 
 
 # ---------------------------------------------------------------- merging
@@ -319,7 +375,7 @@ def resolve(
     for label, layer in layers:
         settings = _deep_merge(settings, layer)
         _record_sources(layer, (), label, sources)
-    _finish(inv, name, settings)
+    _finish(inv, name, settings, sources)
     project = _deep_merge(schema.defaults_of(PROJECT), inv.data["project"])
     project["source"]["repo"] = _resolve_path(inv.root, project["source"]["repo"])
     return EnvConfig(name=name, settings=settings, project=project, inventory=inv, sources=sources)
@@ -333,7 +389,7 @@ def _record_sources(layer: dict, kp: tuple, label: str, sources: dict) -> None:
             sources[dotted(kp + (k,))] = label
 
 
-def _finish(inv: Inventory, name: str, s: dict) -> None:
+def _finish(inv: Inventory, name: str, s: dict, sources: dict) -> None:
     for key in schema.PATH_KEYS:
         if s.get(key):
             s[key] = _resolve_path(inv.root, s[key])
@@ -341,14 +397,33 @@ def _finish(inv: Inventory, name: str, s: dict) -> None:
         s["deploy_to"] = _resolve_path(inv.root, s["deploy_to"])
     if not s["color"]:
         s["color"] = schema.ENV_COLORS.get(name, "cyan")
+    # The inventory's own values were checked by validate(); these came from MLCTL_* or --set.
     problem = unsafe_deploy_to(s["deploy_to"], s["connection"] == "local")
     if problem:
-        raise InventoryError(f"deploy_to of {name}: {problem}")
+        raise InventoryError(f"{_origin(inv, sources, 'deploy_to')}: {problem}")
+    for i, host in enumerate(s["hosts"]):
+        if not isinstance(host, str) or not HOST.match(host):
+            raise InventoryError(
+                f"{_origin(inv, sources, 'hosts')}: hosts[{i}]: invalid host "
+                f"{host!r} (expected an ssh alias or user@host:port)"
+            )
     if s["protected"] and s["host_keys"] == "accept-new":
         raise InventoryError(
-            f"{inv.where(('environments', name, 'host_keys'))}: "
+            f"{_origin(inv, sources, 'host_keys')}: "
             "accept-new is refused for a protected environment (pin the host keys)"
         )
+
+
+def _origin(inv: Inventory, sources: dict, key: str) -> str:
+    """Where `key`'s value came from, as written: `file:line: key path`, a variable or a flag."""
+    label = sources.get(key, "")
+    if label == "flags":
+        return f"--set {key}"
+    if label == "environment variables":
+        return "MLCTL_" + key.upper().replace(".", "__")
+    if label == "defaults" or label.startswith("environments."):
+        return inv.where((*label.split(".", 1), *key.split(".")))
+    return key
 
 
 def _resolve_path(root: Path, value: str) -> str:
@@ -365,9 +440,12 @@ def env_overrides(environ) -> dict:
     """MLCTL_KEY or MLCTL_SECTION__KEY variables, typed by the schema."""
     out: dict = {}
     for var, raw in environ.items():
-        if not var.startswith("MLCTL_") or var in CONTROL_VARS:
+        if not var.startswith("MLCTL_") or var in CONTROL_VARS or var.startswith(FOREIGN_PREFIXES):
             continue
-        path = [p.lower() for p in var[len("MLCTL_"):].split("__")]
+        words = var[len("MLCTL_") :].split("__")
+        path = [p.lower() for p in words]
+        if len(path) > 1 and _field_at(path[:-1]) is not None and _field_at(path[:-1]).kind is dict:
+            path[-1] = words[-1]  # a key of a free-form map keeps its case (secrets.API_KEY)
         _assign(out, path, raw, origin=var)
     return out
 
@@ -421,7 +499,9 @@ def _parse_scalar(raw: str, f: Field, origin: str):
         if kind is list:
             return [x.strip() for x in raw.split(",") if x.strip()]
     except ValueError:
-        raise InventoryError(f"{origin}: expected {getattr(kind, '__name__', kind)}, got {raw!r}") from None
+        raise InventoryError(
+            f"{origin}: expected {getattr(kind, '__name__', kind)}, got {raw!r}"
+        ) from None
     if f.choices and raw not in f.choices:
         raise InventoryError(f"{origin}: must be one of {', '.join(f.choices)} (got {raw!r})")
     return raw

@@ -1,7 +1,7 @@
 """Structured log: one JSON line per action and per remote step, secrets masked.
 
-Written under the user's state directory (MLCTL_STATE_DIR or --log-dir moves it); deploy and rollback
-also mirror their records to DEPLOY_TO/.mlctl/history.jsonl on each host.
+Written under the user's state directory (MLCTL_STATE_DIR or --log-dir moves it); deploy and
+rollback also mirror their records to DEPLOY_TO/.mlctl/history.jsonl on each host.
 """
 
 from __future__ import annotations

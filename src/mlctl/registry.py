@@ -35,65 +35,118 @@ class TaskSpec:
         return getattr(importlib.import_module(f"mlctl.{module}"), attr)
 
 
-YES = Opt("yes", "go on without a prompt (protected envs also need MLCTL_CONFIRM=<env>)", short="-y")
+YES = Opt(
+    "yes", "go on without a prompt (protected envs also need MLCTL_CONFIRM=<env>)", short="-y"
+)
 JSON = Opt("json", "print JSON instead of a table")
 
 TASKS = [
-    TaskSpec("deploy", "build, migrate, switch and health-check a release", "deploy:deploy_task", (
-        Opt("ref", "git ref to deploy (default: the inventory's branch or source.ref)", str),
-        Opt("dry_run", "print the plan and commands; change nothing"),
-        Opt("skip_tests", "skip the pytest gate (refused on protected environments)"),
-        YES,
-    )),
-    TaskSpec("rollback", "switch back to the previous good release", "rollback:rollback_task", (
-        Opt("to", "release id to roll back to", str),
-        Opt("db", "database policy", str, "auto", ("auto", "code-only", "reverse", "restore")),
-        YES,
-    )),
-    TaskSpec("check", "health checks per host (exit 0 ok, 1 warnings, 2 failures)",
-             "checks:check_task", (JSON,)),
-    TaskSpec("diag", "one-glance dashboard of every host", "diag:diag_task", (
-        JSON, Opt("watch", "refresh in place until Ctrl-C"),
-        Opt("interval", "seconds between refreshes with --watch", float, 5.0),
-    )),
+    TaskSpec(
+        "deploy",
+        "build, migrate, switch and health-check a release",
+        "deploy:deploy_task",
+        (
+            Opt("ref", "git ref to deploy (default: the inventory's branch or source.ref)", str),
+            Opt("dry_run", "print the plan and commands; change nothing"),
+            Opt("skip_tests", "skip the pytest gate (refused on protected environments)"),
+            YES,
+        ),
+    ),
+    TaskSpec(
+        "rollback",
+        "switch back to the previous good release",
+        "rollback:rollback_task",
+        (
+            Opt("to", "release id to roll back to", str),
+            Opt("db", "database policy", str, "auto", ("auto", "code-only", "reverse", "restore")),
+            YES,
+        ),
+    ),
+    TaskSpec(
+        "check",
+        "health checks per host (exit 0 ok, 1 warnings, 2 failures)",
+        "checks:check_task",
+        (JSON,),
+    ),
+    TaskSpec(
+        "diag",
+        "one-glance dashboard of every host",
+        "diag:diag_task",
+        (
+            JSON,
+            Opt("watch", "refresh in place until Ctrl-C"),
+            Opt("interval", "seconds between refreshes with --watch", float, 5.0),
+        ),
+    ),
     TaskSpec("status", "one line per host: release, commit, age, health", "diag:status_task"),
-    TaskSpec("bounce", "graceful restart of gunicorn; nginx -t then reload", "ops:bounce_task",
-             (YES,)),
-    TaskSpec("migrate", "snapshot, migrate, snapshot on the current release", "ops:migrate_task",
-             (YES,)),
+    TaskSpec(
+        "bounce", "graceful restart of gunicorn; nginx -t then reload", "ops:bounce_task", (YES,)
+    ),
+    TaskSpec(
+        "migrate", "snapshot, migrate, snapshot on the current release", "ops:migrate_task", (YES,)
+    ),
     TaskSpec("snapshot", "dump the database into backups/db", "ops:snapshot_task"),
-    TaskSpec("restore", "restore a database snapshot", "ops:restore_task", (
-        Opt("snapshot", "snapshot file name (see `releases`)", str, positional=True), YES,
-    )),
-    TaskSpec("releases", "list releases with status, commit, who and when", "ops:releases_task",
-             (JSON,)),
-    TaskSpec("logs", "app, nginx-access or nginx-error logs from all hosts", "logs:logs_task", (
-        Opt("service", "which log", str, "app", ("app", "nginx-access", "nginx-error")),
-        Opt("since", "journalctl --since value, e.g. '10 min ago'", str),
-        Opt("lines", "lines per host", int, 50, short="-n"),
-        Opt("follow", "follow all hosts until Ctrl-C", short="-f"),
-    )),
-    TaskSpec("monitor", "alerts: disk, memory, failed units, 5xx, errors, site down",
-             "monitor:monitor_task", (
-        Opt("once", "check once and exit (for cron/CI)"),
-        Opt("watch", "check every --interval seconds until Ctrl-C"),
-        Opt("interval", "seconds between rounds with --watch", float, 60.0),
-        Opt("window", "seconds of logs to inspect for 5xx and errors", int, 300),
-        Opt("webhook", "POST a JSON payload per new alert to this URL", str),
-        Opt("prometheus", "write node_exporter textfile metrics to this path", str),
-    )),
+    TaskSpec(
+        "restore",
+        "restore a database snapshot",
+        "ops:restore_task",
+        (
+            Opt("snapshot", "snapshot file name (see `releases`)", str, positional=True),
+            YES,
+        ),
+    ),
+    TaskSpec(
+        "releases", "list releases with status, commit, who and when", "ops:releases_task", (JSON,)
+    ),
+    TaskSpec(
+        "logs",
+        "app, nginx-access or nginx-error logs from all hosts",
+        "logs:logs_task",
+        (
+            Opt("service", "which log", str, "app", ("app", "nginx-access", "nginx-error")),
+            Opt("since", "journalctl --since value, e.g. '10 min ago'", str),
+            Opt("lines", "lines per host", int, 50, short="-n"),
+            Opt("follow", "follow all hosts until Ctrl-C", short="-f"),
+        ),
+    ),
+    TaskSpec(
+        "monitor",
+        "alerts: disk, memory, failed units, 5xx, errors, site down",
+        "monitor:monitor_task",
+        (
+            Opt("once", "check once and exit (for cron/CI)"),
+            Opt("watch", "check every --interval seconds until Ctrl-C"),
+            Opt("interval", "seconds between rounds with --watch", float, 60.0),
+            Opt("window", "seconds of logs to inspect for 5xx and errors", int, 300),
+            Opt("webhook", "POST a JSON payload per new alert to this URL", str),
+            Opt("prometheus", "write node_exporter textfile metrics to this path", str),
+        ),
+    ),
     TaskSpec("lock", "show the deploy lock of every host", "ops:lock_task"),
-    TaskSpec("unlock", "release a stale deploy lock", "ops:unlock_task", (
-        Opt("force", "also remove a lock whose holder may be alive"), YES,
-    )),
+    TaskSpec(
+        "unlock",
+        "release a stale deploy lock",
+        "ops:unlock_task",
+        (
+            Opt("force", "also remove a lock whose holder may be alive"),
+            YES,
+        ),
+    ),
     TaskSpec("setup", "provision bare hosts (idempotent)", "setup:setup_task", (YES,)),
-    TaskSpec("config", "print the resolved configuration (secrets masked)", "ops:config_task",
-             (JSON,)),
-    TaskSpec("init", "add mlctl to an existing Django project", "init:init_task", (
-        Opt("path", "Django project directory", str, ".", positional=True),
-        Opt("force", "overwrite existing files"),
-        Opt("ci", "also write a CI workflow", str, None, ("github", "gitlab")),
-    ), needs_env=False),
+    TaskSpec(
+        "config", "print the resolved configuration (secrets masked)", "ops:config_task", (JSON,)
+    ),
+    TaskSpec(
+        "init",
+        "add mlctl to an existing Django project",
+        "init:init_task",
+        (
+            Opt("path", "Django project directory", str, ".", positional=True),
+            Opt("force", "overwrite existing files"),
+            Opt("ci", "also write a CI workflow", str, None, ("github", "gitlab")),
+        ),
+        needs_env=False,
+    ),
 ]
 
 BY_NAME = {t.name: t for t in TASKS}

@@ -6,7 +6,7 @@ its own. Types are checked before any connection is made.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 

@@ -56,8 +56,12 @@ def from_host_arg(inv, host: str) -> Selection:
     names = sorted({n for n, _ in owners})
     if not owners:
         known = ", ".join(envs)
-        raise UnknownEnvironment(f"{host!r} is neither an environment ({known}) nor one of their hosts")
+        raise UnknownEnvironment(
+            f"{host!r} is neither an environment ({known}) nor one of their hosts"
+        )
     if len(names) > 1:
-        raise UsageError(f"host {host!r} belongs to several environments ({', '.join(names)})",
-                         "name the environment instead")
+        raise UsageError(
+            f"host {host!r} belongs to several environments ({', '.join(names)})",
+            "name the environment instead",
+        )
     return Selection(env=names[0], hosts=[owners[0][1]])

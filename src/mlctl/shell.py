@@ -7,11 +7,13 @@ and the console. Nothing else in mlctl builds shell strings by concatenation.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 MASK = "********"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Secret(str):
@@ -107,7 +109,7 @@ class Assign:
     """NAME=value for `env`; the name is validated, the value quoted (and masked if secret)."""
 
     def __init__(self, name: str, value):
-        if not name.replace("_", "a").isalnum() or name[0].isdigit():
+        if not ENV_NAME.match(name):  # ASCII only: str.isalnum() would accept 'é' or '²'
             raise ValueError(f"invalid environment variable name: {name!r}")
         self.name, self.value = name, value
 
@@ -169,7 +171,9 @@ def mask(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
-def wrap(cmd: Cmd, as_root: bool = False, user: str | None = None, timeout: float | None = None) -> Cmd:
+def wrap(
+    cmd: Cmd, as_root: bool = False, user: str | None = None, timeout: float | None = None
+) -> Cmd:
     """The one wrapper every step goes through: `[sudo -n [-u U]] [timeout …] sh -c '<cmd>'`.
 
     The host's own `timeout` kills a command that never returns, even if the connection is gone.

@@ -1,5 +1,6 @@
 # Migration plans, run inside a release with its venv and .env.
-# argv: "leaves"                -> print this code's leaf migration per app as JSON
+# argv: SETTINGS_MODULE then one of
+#       "leaves"                -> print this code's leaf migration per app as JSON
 #       "plan" TARGETS_JSON     -> print the backwards plan to TARGETS and whether it is reversible
 #       "pending"               -> print unapplied migrations of this code as JSON
 import json
@@ -7,6 +8,7 @@ import os
 import sys
 
 sys.path.insert(0, ".")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", sys.argv.pop(1))
 import django  # noqa: E402
 
 django.setup()

@@ -50,8 +50,13 @@ def _body(spec: TaskSpec):
     params = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     for o in spec.opts:
         default = o.default if o.kind is not bool else False
-        params.append(inspect.Parameter(o.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                        default=default if default is not None else None))
+        params.append(
+            inspect.Parameter(
+                o.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=default if default is not None else None,
+            )
+        )
     body.__signature__ = inspect.Signature(params)
     body.__doc__ = spec.help
     body.__name__ = spec.name

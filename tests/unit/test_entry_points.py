@@ -1,0 +1,138 @@
+"""The real executables (mlctl, fab, inv) in a project directory: tasks, selections, version."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import mlctl
+from mlctl.registry import TASKS
+from tests.unit.conftest import BIN, REPO, clean_environ, one_line
+
+TASK_NAMES = sorted(t.name for t in TASKS)
+ENVIRONMENTS = ["dev", "test", "live"]
+LIVE_HOSTS = ["web1.example.internal", "web2.example.internal"]
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A project directory like the repository's root: inventory (fake hosts), fabfile, tasks."""
+    for name in ("environments.yaml", "fabfile.py", "tasks.py"):
+        shutil.copy(REPO / name, tmp_path / name)
+    return tmp_path
+
+
+def run(project, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / tool), *args],
+        cwd=project,
+        env=clean_environ(project),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def listed(output: str) -> list[str]:
+    """Task names from `fab --list` / `inv --list`."""
+    return sorted(m.group(1) for m in re.finditer(r"^  (\S+)", output, re.M))
+
+
+def test_mlctl_help_lists_every_task(project):
+    r = run(project, "mlctl", "--help")
+    assert r.returncode == 0, r.stderr
+    for spec in TASKS:
+        assert re.search(rf"^\s+{spec.name}\s+\S", r.stdout, re.M), spec.name
+
+
+def test_mlctl_version(project):
+    r = run(project, "mlctl", "--version")
+    assert (r.returncode, r.stdout.strip()) == (0, f"mlctl {mlctl.__version__}")
+
+
+@pytest.mark.parametrize("tool", ["fab", "inv"])
+def test_fab_and_inv_list_tasks_and_environments(project, tool):
+    r = run(project, tool, "--list")
+    assert r.returncode == 0, r.stderr
+    assert listed(r.stdout) == sorted(TASK_NAMES + ENVIRONMENTS)
+
+
+@pytest.mark.parametrize("tool", ["fab", "inv"])
+def test_list_still_works_with_a_broken_inventory(project, tool):
+    (project / "environments.yaml").write_text("environments: [\n")
+    r = run(project, tool, "--list")
+    assert r.returncode == 0, r.stderr
+    assert listed(r.stdout) == TASK_NAMES
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["mlctl", "live", "config", "--json"],
+        ["fab", "live", "config", "--json"],
+        ["fab", "-H", "live", "config", "--json"],
+        ["fab", "-H", LIVE_HOSTS[1], "config", "--json"],
+        ["inv", "live", "config", "--json"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_selection_forms_reach_the_same_environment(project, argv):
+    r = run(project, *argv)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["environment"] == "live"
+    assert data["inventory"] == str(project / "environments.yaml")
+    # `config` prints the environment's settings; the -H host narrowing is not part of them
+    assert data["settings"]["hosts"] == LIVE_HOSTS
+
+
+def test_host_argument_narrows_the_selection(project):
+    """What `fab -H <host>` selects, checked on the function behind it."""
+    from mlctl import inventory
+    from mlctl.selection import from_host_arg
+
+    inv = inventory.load(project / "environments.yaml")
+    sel = from_host_arg(inv, LIVE_HOSTS[1])
+    assert (sel.env, sel.hosts) == ("live", [LIVE_HOSTS[1]])
+    assert (from_host_arg(inv, "live").env, from_host_arg(inv, "live").hosts) == ("live", None)
+    sel = from_host_arg(inv, f"deploy@{LIVE_HOSTS[0]}:22")  # the same host, written in full
+    assert (sel.env, sel.hosts) == ("live", [LIVE_HOSTS[0]])
+
+
+@pytest.mark.parametrize("argv", [["fab", "-H", "nosuch", "config"], ["mlctl", "nosuch", "config"]])
+def test_unknown_name_lists_the_known_environments(project, argv):
+    r = run(project, *argv)
+    assert r.returncode == 3
+    line = one_line(r.stderr)
+    assert "nosuch" in line and "dev, test, live)" in line
+    expected = {
+        "fab": "error: 'nosuch' is neither an environment (dev, test, live) nor one of their hosts",
+        "mlctl": "error: unknown environment 'nosuch' (known: dev, test, live)",
+    }
+    assert line == expected[argv[0]]
+
+
+def test_fab_reports_an_invalid_inventory_in_one_line(project):
+    (project / "environments.yaml").write_text(
+        (project / "environments.yaml").read_text().replace("keep_releases: 5", "keep_releases: x")
+    )
+    r = run(project, "fab", "-H", "live", "config")
+    assert r.returncode == 3
+    assert re.fullmatch(
+        r"error: environments\.yaml:\d+: defaults\.keep_releases: expected int, " r"got a string",
+        one_line(r.stderr),
+    )
+
+
+def test_inv_check_runs_the_local_checks(project):
+    if not (REPO / "src" / "mlctl" / "checks.py").exists():
+        pytest.skip("checks.py is not there yet")
+    r = run(project, "inv", "check", timeout=120)
+    assert r.returncode in (0, 1, 2), r.stderr
+    assert "Traceback" not in r.stderr
+    assert "localhost" in r.stdout + r.stderr
