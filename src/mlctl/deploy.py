@@ -45,10 +45,13 @@ def local_preflight(cfg, ref: str | None, skip_tests: bool) -> source.Source:
     ref = ref or cfg["branch"] or proj["ref"]
     dirty = source.dirty_files(proj["repo"])
     if dirty and (cfg["protected"] or cfg["require_tests"]):
-        raise PreflightFailed(f"work tree has uncommitted changes ({dirty[0]}…)",
-                              "commit or stash them first")
+        raise PreflightFailed(
+            f"work tree has uncommitted changes ({dirty[0]}…)", "commit or stash them first"
+        )
     if dirty:
-        console.warn(f"uncommitted changes are not deployed ({len(dirty)} file(s)); deploying {ref}")
+        console.warn(
+            f"uncommitted changes are not deployed ({len(dirty)} file(s)); deploying {ref}"
+        )
     src = source.resolve(proj["repo"], proj["subdir"], ref)
     if cfg["require_tests"] and not skip_tests:
         console.info(f"pytest gate on {src.commit[:12]} …")
@@ -88,8 +91,10 @@ class Deploy:
             self.stage = "switch"
             self.switch_all()
             if self.dry:
-                console.out("then: mark the release good, record history, tag "
-                            f"deploy/{self.cfg.name}/{self.rid}, prune old releases, unlock")
+                console.out(
+                    "then: mark the release good, record history, tag "
+                    f"deploy/{self.cfg.name}/{self.rid}, prune old releases, unlock"
+                )
                 return self.rid
             self.stage = "done"
             sess.each(lambda h: self.finish(h, "good"))
@@ -106,15 +111,20 @@ class Deploy:
         facts = steps.gather_facts(host)
         name = self.cfg.name
         if facts["marker"] and facts["marker"] != name:
-            raise PreflightFailed(f"{host.name}: this server belongs to {facts['marker']!r}, "
-                                  f"not {name!r}", "check the inventory's hosts")
+            raise PreflightFailed(
+                f"{host.name}: this server belongs to {facts['marker']!r}, " f"not {name!r}",
+                "check the inventory's hosts",
+            )
         if not facts["env_file"] and not self.cfg.local:
-            raise PreflightFailed(f"{host.name}: not set up (no shared .env)",
-                                  f"run `mlctl {name} setup` first")
+            raise PreflightFailed(
+                f"{host.name}: not set up (no shared .env)", f"run `mlctl {name} setup` first"
+            )
         if facts["free_bytes"] < MIN_FREE:
             free = facts["free_bytes"] // (1024 * 1024)
-            raise PreflightFailed(f"{host.name}: only {free} MiB free in {self.cfg['deploy_to']}",
-                                  f"free at least {MIN_FREE // (1024 * 1024)} MiB")
+            raise PreflightFailed(
+                f"{host.name}: only {free} MiB free in {self.cfg['deploy_to']}",
+                f"free at least {MIN_FREE // (1024 * 1024)} MiB",
+            )
 
     def lock_all(self) -> None:
         """The first host's lock decides between two concurrent runs; then the rest."""
@@ -147,19 +157,33 @@ class Deploy:
         steps.write_meta(host, self.meta("building"))
         host.stream("upload", relcmd.extract(self.lay, self.rid), self.archive())
         self.built.append(host)
-        host.run("finish tree", relcmd.finish_tree(self.lay, self.rid, self.cfg["shared_files"],
-                                                   self.cfg["shared_dirs"]))
+        host.run(
+            "finish tree",
+            relcmd.finish_tree(
+                self.lay, self.rid, self.cfg["shared_files"], self.cfg["shared_dirs"]
+            ),
+        )
         venv = self.ensure_venv(host)
         host.run("link venv", relcmd.link_venv(self.lay, self.rid, venv))
         host.run("collectstatic", relcmd.manage(self.rel, "collectstatic", "--noinput", "-v", "0"))
         user = self.cfg["app_user"]
-        host.run("check --deploy", relcmd.manage(self.rel, "check", "--deploy", "--fail-level",
-                                                 "WARNING"), root=False, user=user)
-        host.run("import WSGI app", relcmd.wsgi_import(self.rel, self.cfg.project["wsgi"]),
-                 root=False, user=user)
+        host.run(
+            "check --deploy",
+            relcmd.manage(self.rel, "check", "--deploy", "--fail-level", "WARNING"),
+            root=False,
+            user=user,
+        )
+        host.run(
+            "import WSGI app",
+            relcmd.wsgi_import(self.rel, self.cfg.project["wsgi"]),
+            root=False,
+            user=user,
+        )
         for i, hook in enumerate(self.cfg["hooks"]["after_build"]):
-            host.run(f"hook after_build[{i}]", Cmd((Cmd.of("cd", self.rel), _raw_and(),
-                                                    Cmd.of("sh", "-c", hook))))
+            host.run(
+                f"hook after_build[{i}]",
+                Cmd((Cmd.of("cd", self.rel), _raw_and(), Cmd.of("sh", "-c", hook))),
+            )
 
     def ensure_venv(self, host) -> str:
         facts = host.facts
@@ -172,11 +196,17 @@ class Deploy:
         console.step(host.name, f"building venv {req_hash}")
         wh = None
         if self.cfg["build"]["install"] == "local" and not self.dry:
-            local = wheelhouse.build(req_hash, self.src.file(req), facts["python"],
-                                     facts["machine"], facts["libc"])
+            local = wheelhouse.build(
+                req_hash, self.src.file(req), facts["python"], facts["machine"], facts["libc"]
+            )
             wh = self.lay.wheelhouse(req_hash)
-            host.stream("upload wheelhouse", Cmd.of("mkdir", "-p", wh).then(
-                Cmd.of("tar", "-xf", "-", "-C", wh, "--no-same-owner")), wheelhouse.tarball(local))
+            host.stream(
+                "upload wheelhouse",
+                Cmd.of("mkdir", "-p", wh).then(
+                    Cmd.of("tar", "-xf", "-", "-C", wh, "--no-same-owner")
+                ),
+                wheelhouse.tarball(local),
+            )
         host.run("build venv", relcmd.build_venv(self.cfg["python"], venv, wh, f"{self.rel}/{req}"))
         return venv
 
@@ -201,19 +231,22 @@ class Deploy:
                 steps.migrate(host, self.rel)
             except MlctlError as e:
                 if self.snapshots[host.name]:
-                    console.warn(f"{host.name}: migration failed; restoring "
-                                 f"{self.snapshots[host.name]}")
+                    console.warn(
+                        f"{host.name}: migration failed; restoring " f"{self.snapshots[host.name]}"
+                    )
                     steps.restore(host, self.snapshots[host.name])
                 self.migrated.remove(host)
-                raise DeployFailed(f"{host.name}: migration failed and the database was restored "
-                                   f"from its snapshot: {e.message}") from None
+                raise DeployFailed(
+                    f"{host.name}: migration failed and the database was restored "
+                    f"from its snapshot: {e.message}"
+                ) from None
             steps.snapshot(host, f"{self.rid}-after-migrate")
 
     def switch_all(self) -> None:
         batch = self.cfg["rolling"]["batch"] or len(self.sess.hosts)
         hosts = self.sess.hosts
         for i in range(0, len(hosts), batch):
-            group = hosts[i:i + batch]
+            group = hosts[i : i + batch]
             self.sess.each(self.switch_one, group)
 
     def switch_one(self, host) -> None:
@@ -226,8 +259,16 @@ class Deploy:
 
     def finish(self, host, status: str) -> None:
         steps.write_meta(host, self.meta(status))
-        steps.history(host, {"event": "finished", "action": "deploy", "release": self.rid,
-                             "commit": self.src.commit, "outcome": status})
+        steps.history(
+            host,
+            {
+                "event": "finished",
+                "action": "deploy",
+                "release": self.rid,
+                "commit": self.src.commit,
+                "outcome": status,
+            },
+        )
 
     def tag(self) -> None:
         if self.dry:
@@ -266,8 +307,16 @@ class Deploy:
             steps.restart(host)
             steps.health(host, previous)
         steps.write_meta(host, self.meta("bad"))
-        steps.history(host, {"event": "finished", "action": "deploy", "release": self.rid,
-                             "outcome": "bad", "serving": previous})
+        steps.history(
+            host,
+            {
+                "event": "finished",
+                "action": "deploy",
+                "release": self.rid,
+                "outcome": "bad",
+                "serving": previous,
+            },
+        )
 
     def undo_migration(self, host) -> None:
         """Reverse this release's migrations with its own code, else restore the snapshot."""
@@ -302,10 +351,17 @@ class Deploy:
         return self._archive
 
     def meta(self, status: str) -> dict:
-        return {"id": self.rid, "commit": self.src.commit, "ref": self.src.ref,
-                "branch": self.src.branch, "subject": self.src.subject, "user": local_user(),
-                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": status,
-                "run_id": self.sess.journal.run_id}
+        return {
+            "id": self.rid,
+            "commit": self.src.commit,
+            "ref": self.src.ref,
+            "branch": self.src.branch,
+            "subject": self.src.subject,
+            "user": local_user(),
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "status": status,
+            "run_id": self.sess.journal.run_id,
+        }
 
 
 def _json(value) -> str:

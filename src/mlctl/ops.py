@@ -25,16 +25,21 @@ def _connected(sel, action: str, yes: bool = False, guarded: bool = False):
 
 
 def bounce_task(sel, yes=False) -> int:
-    """Restart gunicorn (socket activation queues requests); reload nginx only if `nginx -t` passes."""
+    """Restart gunicorn (socket activation queues requests); nginx -t, then reload."""
     sess = _connected(sel, "bounce", yes, guarded=True)
     try:
+
         def bounce(h):
             if not h.local:
                 r = h.run("nginx -t", Cmd.of("nginx", "-t", "-q"), warn=True)
                 if not r.ok:
-                    raise RemoteCommandFailed(h.name, "nginx -t", r.code,
-                                              (r.stderr.strip().splitlines() or [""])[-1],
-                                              "nginx was NOT reloaded; fix the config first")
+                    raise RemoteCommandFailed(
+                        h.name,
+                        "nginx -t",
+                        r.code,
+                        (r.stderr.strip().splitlines() or [""])[-1],
+                        "nginx was NOT reloaded; fix the config first",
+                    )
             current = steps.gather_facts(h)["current"]
             steps.restart(h)
             if not h.local:
@@ -51,6 +56,7 @@ def bounce_task(sel, yes=False) -> int:
 def migrate_task(sel, yes=False) -> int:
     sess = _connected(sel, "migrate", yes, guarded=True)
     try:
+
         def migrate(h):
             current = steps.gather_facts(h)["current"]
             if not current:
@@ -115,8 +121,14 @@ def releases_task(sel, json=False) -> int:  # noqa: A002 — the option is calle
         t.add_column(col)
     for host, items in rows.items():
         for r in items:
-            t.add_row(host, r["id"], r["status"], (r.get("commit") or "")[:12], r.get("user", ""),
-                      r.get("when", ""))
+            t.add_row(
+                host,
+                r["id"],
+                r["status"],
+                (r.get("commit") or "")[:12],
+                r.get("user", ""),
+                r.get("when", ""),
+            )
     console.table(t)
     return 0
 
@@ -145,8 +157,10 @@ def lock_task(sel) -> int:
                 console.out(f"{h.name}: free")
                 continue
             stale = steps.stale_reason(holder, sess.cfg["timeouts"]["lock_stale"])
-            console.out(f"{h.name}: held by {steps.describe_holder(holder)}"
-                        + (f" — stale: {stale}" if stale else ""))
+            console.out(
+                f"{h.name}: held by {steps.describe_holder(holder)}"
+                + (f" — stale: {stale}" if stale else "")
+            )
     finally:
         sess.close()
     return 0
@@ -163,8 +177,10 @@ def unlock_task(sel, force=False, yes=False) -> int:
                 continue
             stale = steps.stale_reason(holder, sess.cfg["timeouts"]["lock_stale"])
             if not stale and not force:
-                raise UsageError(f"{h.name}: lock held by {steps.describe_holder(holder)} "
-                                 "may still be alive", "wait, or pass --force")
+                raise UsageError(
+                    f"{h.name}: lock held by {steps.describe_holder(holder)} " "may still be alive",
+                    "wait, or pass --force",
+                )
             h.run("remove lock", lockcmd.take_over(lay, sess.journal.run_id))
             console.out(f"{h.name}: unlocked ({stale or 'forced'})")
     finally:
@@ -174,8 +190,13 @@ def unlock_task(sel, force=False, yes=False) -> int:
 
 def config_task(sel, json=False) -> int:  # noqa: A002
     cfg = sel.config()
-    data = {"environment": cfg.name, "inventory": str(cfg.inventory.path),
-            "project": cfg.project, "settings": masked(cfg.settings), "sources": cfg.sources}
+    data = {
+        "environment": cfg.name,
+        "inventory": str(cfg.inventory.path),
+        "project": cfg.project,
+        "settings": masked(cfg.settings),
+        "sources": cfg.sources,
+    }
     if json:
         console.out(_json.dumps(data, indent=1, default=str))
     else:

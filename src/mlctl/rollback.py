@@ -51,11 +51,15 @@ def choose_target(sess, to: str | None) -> str:
     if to:
         for h in sess.hosts:
             if to not in h.facts["releases"]:
-                raise RollbackFailed(f"{h.name}: release {to} is not on this host",
-                                     "see `mlctl ENV releases`")
+                raise RollbackFailed(
+                    f"{h.name}: release {to} is not on this host", "see `mlctl ENV releases`"
+                )
         return to
-    good = [r for r in sorted(facts["releases"])
-            if facts["metas"].get(r, {}).get("status") == "good" and r < (current or "~")]
+    good = [
+        r
+        for r in sorted(facts["releases"])
+        if facts["metas"].get(r, {}).get("status") == "good" and r < (current or "~")
+    ]
     if not good:
         raise RollbackFailed("no earlier good release to roll back to", "see `mlctl ENV releases`")
     return good[-1]
@@ -76,8 +80,17 @@ def run(sess, target: str, db: str) -> None:
         if leaving[h.name] and leaving[h.name] != target:
             meta = h.facts["metas"].get(leaving[h.name], {})
             steps.write_meta(h, {**meta, "id": leaving[h.name], "status": "rolled-back"})
-        steps.history(h, {"event": "finished", "action": "rollback", "release": target,
-                          "from": leaving[h.name], "db": db, "outcome": "good"})
+        steps.history(
+            h,
+            {
+                "event": "finished",
+                "action": "rollback",
+                "release": target,
+                "from": leaving[h.name],
+                "db": db,
+                "outcome": "good",
+            },
+        )
         console.step(h.name, f"serving {target}", "green")
 
     sess.each(switch)
@@ -97,7 +110,8 @@ def database(host, lay: Layout, leaving: str | None, target: str, policy: str) -
         raise NeedsOperator(
             f"{host.name}: irreversible migration(s) {', '.join(plan['irreversible'])}",
             "choose --db restore (restores the before-migrate snapshot, losing writes since) "
-            "or --db code-only (keeps the newer schema)")
+            "or --db code-only (keeps the newer schema)",
+        )
     console.step(host.name, f"reversing {', '.join(plan['unapply'])}")
     for app, name in plan["targets"]:
         steps.migrate(host, lay.release(leaving), app, name)
@@ -111,8 +125,10 @@ def restore_snapshot(host, lay: Layout, leaving: str) -> None:
     path = f"{lay.backups}/{leaving}-before-migrate.{ext}"
     exists = host.run("snapshot exists", Cmd.of("test", "-s", path), warn=True).ok
     if not exists:
-        raise RollbackFailed(f"{host.name}: no before-migrate snapshot of {leaving}",
-                             "use --db code-only or --db reverse")
+        raise RollbackFailed(
+            f"{host.name}: no before-migrate snapshot of {leaving}",
+            "use --db code-only or --db reverse",
+        )
     console.warn(f"{host.name}: restoring {path}; writes since that deploy are lost")
     steps.restore(host, path)
 

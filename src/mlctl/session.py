@@ -44,35 +44,60 @@ class Host:
     def local(self) -> bool:
         return self.session.cfg.local
 
-    def run(self, step: str, cmd: Cmd, root: bool = True, user: str | None = None,
-            timeout: float | None = None, warn: bool = False, quiet: bool = True) -> Result:
+    def run(
+        self,
+        step: str,
+        cmd: Cmd,
+        root: bool = True,
+        user: str | None = None,
+        timeout: float | None = None,
+        warn: bool = False,
+        quiet: bool = True,
+    ) -> Result:
         """Run one step; log it; raise RemoteCommandFailed unless `warn`."""
         sess = self.session
         timeout = timeout or sess.cfg["timeouts"]["command"]
-        wrapped = wrap(cmd, as_root=root and not self.local, user=None if self.local else user,
-                       timeout=timeout)
+        wrapped = wrap(
+            cmd, as_root=root and not self.local, user=None if self.local else user, timeout=timeout
+        )
         shown = wrapped.display(sess.secrets)
         start = time.monotonic()
         self.commands += 1
         try:
-            r = self.c.run(wrapped.render(), hide=True, warn=True, in_stream=False,
-                           timeout=timeout + 10)
+            r = self.c.run(
+                wrapped.render(), hide=True, warn=True, in_stream=False, timeout=timeout + 10
+            )
             res = Result(r.stdout, r.stderr, r.exited, _ms(start))
         except CommandTimedOut:
-            sess.journal.record(self.name, step, command=shown, exit_code=None,
-                                duration_ms=_ms(start), outcome="timeout")
-            raise CommandTimeout(f"{self.name}: step '{step}' timed out after {timeout:g}s",
-                                 "raise timeouts.command or check the host") from None
+            sess.journal.record(
+                self.name,
+                step,
+                command=shown,
+                exit_code=None,
+                duration_ms=_ms(start),
+                outcome="timeout",
+            )
+            raise CommandTimeout(
+                f"{self.name}: step '{step}' timed out after {timeout:g}s",
+                "raise timeouts.command or check the host",
+            ) from None
         except (OSError, EOFError) as e:
             raise ConnectError(f"{self.name}: connection lost during '{step}': {e}") from None
         outcome = "ok" if res.ok else ("warn" if warn else "failed")
-        sess.journal.record(self.name, step, command=shown, exit_code=res.code,
-                            duration_ms=res.duration_ms, outcome=outcome)
+        sess.journal.record(
+            self.name,
+            step,
+            command=shown,
+            exit_code=res.code,
+            duration_ms=res.duration_ms,
+            outcome=outcome,
+        )
         if not res.ok and not warn:
             detail = _last_line(mask(res.stderr or res.stdout, sess.secrets))
             if res.code == 124:
-                raise CommandTimeout(f"{self.name}: step '{step}' timed out after {timeout:g}s "
-                                     "(timeouts.command)")
+                raise CommandTimeout(
+                    f"{self.name}: step '{step}' timed out after {timeout:g}s " "(timeouts.command)"
+                )
             raise RemoteCommandFailed(self.name, step, res.code, detail)
         if not quiet and res.stdout.strip():
             console.step(self.name, res.stdout.strip())
@@ -85,12 +110,19 @@ class Host:
         wrapped = wrap(cmd, as_root=root and not self.local, timeout=timeout)
         start = time.monotonic()
         self.commands += 1
-        code, out, err = (_stream_local if self.local else _stream_remote)(self.c, wrapped.render(),
-                                                                          data, timeout)
+        code, out, err = (_stream_local if self.local else _stream_remote)(
+            self.c, wrapped.render(), data, timeout
+        )
         res = Result(out, err, code, _ms(start))
-        sess.journal.record(self.name, step, command=wrapped.display(sess.secrets),
-                            exit_code=code, duration_ms=res.duration_ms, bytes=len(data),
-                            outcome="ok" if res.ok else "failed")
+        sess.journal.record(
+            self.name,
+            step,
+            command=wrapped.display(sess.secrets),
+            exit_code=code,
+            duration_ms=res.duration_ms,
+            bytes=len(data),
+            outcome="ok" if res.ok else "failed",
+        )
         if not res.ok:
             raise RemoteCommandFailed(self.name, step, code, _last_line(mask(err, sess.secrets)))
         return res
@@ -147,8 +179,13 @@ def _last_line(text: str) -> str:
 class Session:
     """One environment, its hosts (connected lazily, once each), its journal."""
 
-    def __init__(self, cfg: EnvConfig, action: str, only_hosts: list[str] | None = None,
-                 log_dir: str | None = None):
+    def __init__(
+        self,
+        cfg: EnvConfig,
+        action: str,
+        only_hosts: list[str] | None = None,
+        log_dir: str | None = None,
+    ):
         self.cfg = cfg
         self.action = action
         self.secrets = cfg.secret_values()
@@ -172,8 +209,11 @@ class Session:
         s = self.cfg.settings
         for h in self.hosts:
             if ssh_user_for(h.name, s) == "root" and s["protected"] and not s["allow_root"]:
-                raise GuardRefused(f"{h.name}: connecting as root to protected environment "
-                                   f"{self.cfg.name} is refused", "set a deploy user, or allow_root: true")
+                raise GuardRefused(
+                    f"{h.name}: connecting as root to protected environment "
+                    f"{self.cfg.name} is refused",
+                    "set a deploy user, or allow_root: true",
+                )
         self.each(lambda h: setattr(h, "c", h.c or open_connection(h.name, s)))
 
     def each(self, fn, hosts: list[Host] | None = None) -> list:

@@ -1,4 +1,4 @@
-"""`setup`: turn a bare Debian host into a Django server, idempotently (a second run changes nothing).
+"""`setup`: turn a bare Debian host into a Django server, idempotently (a rerun changes nothing).
 
 Steps report `changed` or `ok`. Secrets (SECRET_KEY, the database password) are generated once,
 kept in the shared .env (0640 root:APP_USER) and only ever travel on stdin, never on argv.
@@ -49,8 +49,9 @@ def validate(cfg) -> None:
 
 
 def report(host, step: str, changed: bool) -> None:
-    console.step(host.name, f"{step}: {'changed' if changed else 'ok'}",
-                 "yellow" if changed else "green")
+    console.step(
+        host.name, f"{step}: {'changed' if changed else 'ok'}", "yellow" if changed else "green"
+    )
     host.session.journal.record(host.name, f"setup {step}", outcome="changed" if changed else "ok")
 
 
@@ -71,8 +72,12 @@ def prepare_local(sess, verbose: bool = False) -> None:
 
 
 def local_env(cfg, lay: Layout) -> dict:
-    return {"DEBUG": "0", "ALLOWED_HOSTS": "localhost,127.0.0.1",
-            "DATABASE_URL": "sqlite:///" + steps.sqlite_path(cfg), "MEDIA_ROOT": f"{lay.shared}/media"}
+    return {
+        "DEBUG": "0",
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "DATABASE_URL": "sqlite:///" + steps.sqlite_path(cfg),
+        "MEDIA_ROOT": f"{lay.shared}/media",
+    }
 
 
 # ---------------------------------------------------------------- remote
@@ -97,40 +102,77 @@ def require_tools(host) -> None:
     tools = ["nginx", "systemctl", cfg["python"]]
     if cfg["database"]["engine"] == "postgresql":
         tools += ["psql", "pg_dump", "pg_restore"]
-    r = host.run("required tools", Cmd((Raw("for t in"), Cmd.of(*tools), Raw(
-        '; do command -v "$t" >/dev/null || echo "$t"; done'))))
+    r = host.run(
+        "required tools",
+        Cmd(
+            (
+                Raw("for t in"),
+                Cmd.of(*tools),
+                Raw('; do command -v "$t" >/dev/null || echo "$t"; done'),
+            )
+        ),
+    )
     missing = r.stdout.split()
     if missing:
-        raise PreflightFailed(f"{host.name}: missing {', '.join(missing)}",
-                              "install them (e.g. apt-get install nginx postgresql python3-venv)")
+        raise PreflightFailed(
+            f"{host.name}: missing {', '.join(missing)}",
+            "install them (e.g. apt-get install nginx postgresql python3-venv)",
+        )
 
 
 def ensure_user(host, user: str) -> bool:
     exists = host.run("app user", Cmd.of("id", "-u", user).quiet(), warn=True).ok
     if not exists:
-        host.run("create app user", Cmd.of("useradd", "--system", "--user-group", "--home-dir",
-                                           "/nonexistent", "--shell", "/usr/sbin/nologin", user))
+        host.run(
+            "create app user",
+            Cmd.of(
+                "useradd",
+                "--system",
+                "--user-group",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                user,
+            ),
+        )
     return not exists
 
 
 def ensure_dirs(host, lay: Layout, cfg) -> bool:
     """Owners and modes: code root-owned and read-only to the app; media and logs its own."""
     app = cfg["app_user"]
-    want = [(lay.root, "root", "root", "755"), (lay.releases, "root", "root", "755"),
-            (lay.venvs, "root", "root", "755"), (f"{lay.root}/wheelhouse", "root", "root", "700"),
-            (lay.shared, "root", app, "750"), (lay.backups.rsplit("/", 1)[0], "root", "root", "700"),
-            (lay.backups, "root", "root", "700"), (lay.state, "root", "root", "755"),
-            (lay.metas, "root", "root", "755")]
+    want = [
+        (lay.root, "root", "root", "755"),
+        (lay.releases, "root", "root", "755"),
+        (lay.venvs, "root", "root", "755"),
+        (f"{lay.root}/wheelhouse", "root", "root", "700"),
+        (lay.shared, "root", app, "750"),
+        (lay.backups.rsplit("/", 1)[0], "root", "root", "700"),
+        (lay.backups, "root", "root", "700"),
+        (lay.state, "root", "root", "755"),
+        (lay.metas, "root", "root", "755"),
+    ]
     want += [(f"{lay.shared}/{d}", app, app, "750") for d in cfg["shared_dirs"]]
-    check = Cmd((Raw("for spec in"), Cmd.of(*[":".join(w) for w in want]), Raw(
-        '; do d=${spec%%:*}; rest=${spec#*:}; cur=$(stat -c %U:%G:%a "$d" 2>/dev/null);'
-        ' [ "$cur" = "$rest" ] || echo "$d"; done')))
+    check = Cmd(
+        (
+            Raw("for spec in"),
+            Cmd.of(*[":".join(w) for w in want]),
+            Raw(
+                '; do d=${spec%%:*}; rest=${spec#*:}; cur=$(stat -c %U:%G:%a "$d" 2>/dev/null);'
+                ' [ "$cur" = "$rest" ] || echo "$d"; done'
+            ),
+        )
+    )
     if not host.run("directories", check).stdout.strip():
         return False
     cmds = []
     for path, owner, group, mode in want:
-        cmds += [Cmd.of("mkdir", "-p", path), Cmd.of("chown", f"{owner}:{group}", path),
-                 Cmd.of("chmod", mode, path)]
+        cmds += [
+            Cmd.of("mkdir", "-p", path),
+            Cmd.of("chown", f"{owner}:{group}", path),
+            Cmd.of("chmod", mode, path),
+        ]
     host.run("create directories", script(*cmds))
     return True
 
@@ -144,21 +186,33 @@ def ensure_marker(host, lay: Layout) -> bool:
         return False
     if found:
         raise PreflightFailed(f"{host.name}: this server belongs to {found!r}, not {env!r}")
-    host.stream("write marker", Cmd.of("mkdir", "-p", lay.state).then(
-        Cmd.of("cat").redirect(lay.marker)), (env + "\n").encode())
+    host.stream(
+        "write marker",
+        Cmd.of("mkdir", "-p", lay.state).then(Cmd.of("cat").redirect(lay.marker)),
+        (env + "\n").encode(),
+    )
     return True
 
 
 def server_env(host, cfg, lay: Layout) -> dict:
     db = cfg["database"]
-    out = {"DEBUG": "0", "MEDIA_ROOT": f"{lay.shared}/media",
-           "ALLOWED_HOSTS": allowed_hosts(host.name, cfg["server_name"])}
+    out = {
+        "DEBUG": "0",
+        "MEDIA_ROOT": f"{lay.shared}/media",
+        "ALLOWED_HOSTS": allowed_hosts(host.name, cfg["server_name"]),
+    }
     if db["engine"] == "sqlite":
         out["DATABASE_URL"] = "sqlite:///" + steps.sqlite_path(cfg)
     else:
         user, name = db["user"] or cfg.project["name"], db["name"]
-        out.update({"PGHOST": db["host"], "PGPORT": str(db["port"] or 5432), "PGUSER": user,
-                    "PGDATABASE": name})
+        out.update(
+            {
+                "PGHOST": db["host"],
+                "PGPORT": str(db["port"] or 5432),
+                "PGUSER": user,
+                "PGDATABASE": name,
+            }
+        )
     out.update({k: str(v) for k, v in cfg["env"].items()})
     out.update({k: str(v) for k, v in cfg["secrets"].items()})
     return out
@@ -191,21 +245,28 @@ def ensure_env_file(host, lay: Layout, values: dict, mode: str, group: str | Non
     new.update(values)
     if "PGUSER" in new:
         new.setdefault("PGPASSWORD", old.get("PGPASSWORD") or secrets.token_urlsafe(24))
-        new["DATABASE_URL"] = (f"postgresql://{urlquote(new['PGUSER'])}:"
-                               f"{urlquote(new['PGPASSWORD'], safe='')}@{new['PGHOST']}:"
-                               f"{new['PGPORT']}/{urlquote(new['PGDATABASE'])}")
+        new["DATABASE_URL"] = (
+            f"postgresql://{urlquote(new['PGUSER'])}:"
+            f"{urlquote(new['PGPASSWORD'], safe='')}@{new['PGHOST']}:"
+            f"{new['PGPORT']}/{urlquote(new['PGDATABASE'])}"
+        )
     host.session.add_secrets([new["SECRET_KEY"], new.get("PGPASSWORD"), new.get("DATABASE_URL")])
     owner = Cmd.of("chown", f"root:{group}", lay.env_file) if group else Cmd.of("true")
     if new == old:
         host.run("env file mode", Cmd.of("chmod", mode, lay.env_file).then(owner))
         return False
     text = "# Managed by mlctl setup; values are secret.\n" + "".join(
-        f"{k}={v}\n" for k, v in sorted(new.items()))
-    host.stream("write .env", Cmd.of("mkdir", "-p", lay.shared).then(
-        Cmd((Raw("umask 077 &&"), Cmd.of("cat").redirect(lay.env_file + ".tmp")))).then(
-        Cmd.of("chmod", mode, lay.env_file + ".tmp")).then(
-        Cmd.of("chown", f"root:{group}", lay.env_file + ".tmp") if group else Cmd.of("true")).then(
-        Cmd.of("mv", "-f", lay.env_file + ".tmp", lay.env_file)), text.encode())
+        f"{k}={v}\n" for k, v in sorted(new.items())
+    )
+    host.stream(
+        "write .env",
+        Cmd.of("mkdir", "-p", lay.shared)
+        .then(Cmd((Raw("umask 077 &&"), Cmd.of("cat").redirect(lay.env_file + ".tmp"))))
+        .then(Cmd.of("chmod", mode, lay.env_file + ".tmp"))
+        .then(Cmd.of("chown", f"root:{group}", lay.env_file + ".tmp") if group else Cmd.of("true"))
+        .then(Cmd.of("mv", "-f", lay.env_file + ".tmp", lay.env_file)),
+        text.encode(),
+    )
     host.facts["env_values"] = new
     return True
 
@@ -219,13 +280,29 @@ def ensure_database(host, cfg, values: dict) -> bool:
     password = old.get("PGPASSWORD") or secrets.token_urlsafe(24)
     values["PGPASSWORD"] = password
     role, db = values["PGUSER"], values["PGDATABASE"]
-    probe = host.run("database exists", psql_query(
-        f"SELECT (SELECT count(*) FROM pg_roles WHERE rolname = {sql_literal(role)}) || ',' ||"
-        f" (SELECT count(*) FROM pg_database WHERE datname = {sql_literal(db)})"))
+    probe = host.run(
+        "database exists",
+        psql_query(
+            f"SELECT (SELECT count(*) FROM pg_roles WHERE rolname = {sql_literal(role)}) || ',' ||"
+            f" (SELECT count(*) FROM pg_database WHERE datname = {sql_literal(db)})"
+        ),
+    )
     has_role, has_db = (x == "1" for x in probe.stdout.strip().split(","))
-    can_login = host.run("database login", Cmd((Raw("set -a &&"), Cmd.of(".", lay.env_file),
-                                                Raw("&& set +a && psql -tAc 'select 1'"))),
-                         warn=True).ok if old.get("PGPASSWORD") else False
+    can_login = (
+        host.run(
+            "database login",
+            Cmd(
+                (
+                    Raw("set -a &&"),
+                    Cmd.of(".", lay.env_file),
+                    Raw("&& set +a && psql -tAc 'select 1'"),
+                )
+            ),
+            warn=True,
+        ).ok
+        if old.get("PGPASSWORD")
+        else False
+    )
     if has_role and has_db and can_login:
         return False
     sql = []
@@ -238,8 +315,9 @@ def ensure_database(host, cfg, values: dict) -> bool:
 
 
 def psql_query(sql: str) -> Cmd:
-    return Cmd.of("runuser", "-u", "postgres", "--", "psql", "-tAX", "-v", "ON_ERROR_STOP=1",
-                  "-c", sql)
+    return Cmd.of(
+        "runuser", "-u", "postgres", "--", "psql", "-tAX", "-v", "ON_ERROR_STOP=1", "-c", sql
+    )
 
 
 def psql_stdin() -> Cmd:
@@ -260,9 +338,16 @@ def render(name: str, **values) -> str:
 
 def template_values(cfg) -> dict:
     unit = unit_name(cfg.project["name"])
-    return {"project": cfg.project["name"], "unit": unit, "socket": f"/run/{unit}.sock",
-            "app_user": cfg["app_user"], "deploy_to": cfg["deploy_to"], "workers": 2,
-            "wsgi": cfg.project["wsgi"], "server_name": cfg["server_name"]}
+    return {
+        "project": cfg.project["name"],
+        "unit": unit,
+        "socket": f"/run/{unit}.sock",
+        "app_user": cfg["app_user"],
+        "deploy_to": cfg["deploy_to"],
+        "workers": 2,
+        "wsgi": cfg.project["wsgi"],
+        "server_name": cfg["server_name"],
+    }
 
 
 def ensure_file(host, path: str, content: str, mode: str = "0644") -> bool:
@@ -279,17 +364,27 @@ def ensure_file(host, path: str, content: str, mode: str = "0644") -> bool:
 def ensure_units(host, cfg) -> bool:
     v = template_values(cfg)
     unit = v["unit"]
-    changed = ensure_file(host, f"/etc/systemd/system/{unit}.socket", render("gunicorn.socket", **v))
-    changed |= ensure_file(host, f"/etc/systemd/system/{unit}.service",
-                           render("gunicorn.service", **v))
-    enabled = host.run("socket enabled", Cmd.of("systemctl", "is-enabled", "--quiet",
-                                                 f"{unit}.socket"), warn=True).ok
-    active = host.run("socket active", Cmd.of("systemctl", "is-active", "--quiet",
-                                               f"{unit}.socket"), warn=True).ok
+    changed = ensure_file(
+        host, f"/etc/systemd/system/{unit}.socket", render("gunicorn.socket", **v)
+    )
+    changed |= ensure_file(
+        host, f"/etc/systemd/system/{unit}.service", render("gunicorn.service", **v)
+    )
+    enabled = host.run(
+        "socket enabled", Cmd.of("systemctl", "is-enabled", "--quiet", f"{unit}.socket"), warn=True
+    ).ok
+    active = host.run(
+        "socket active", Cmd.of("systemctl", "is-active", "--quiet", f"{unit}.socket"), warn=True
+    ).ok
     if changed or not (enabled and active):
-        host.run("enable socket", script(Cmd.of("systemctl", "daemon-reload"),
-                                         Cmd.of("systemctl", "enable", "--now", f"{unit}.socket"),
-                                         Cmd.of("systemctl", "enable", f"{unit}.service")))
+        host.run(
+            "enable socket",
+            script(
+                Cmd.of("systemctl", "daemon-reload"),
+                Cmd.of("systemctl", "enable", "--now", f"{unit}.socket"),
+                Cmd.of("systemctl", "enable", f"{unit}.service"),
+            ),
+        )
         return True
     return False
 
@@ -299,16 +394,34 @@ def ensure_nginx(host, cfg) -> bool:
     name = cfg.project["name"]
     avail, enabled = f"/etc/nginx/sites-available/{name}", f"/etc/nginx/sites-enabled/{name}"
     changed = ensure_file(host, avail, render("nginx.conf", **v))
-    link = host.run("nginx site link", Cmd((Raw("[ \"$(readlink"), Cmd.of(enabled), Raw(
-        ")\" = "), Cmd.of(avail), Raw("] && [ ! -e /etc/nginx/sites-enabled/default ]"))),
-                    warn=True).ok
+    link = host.run(
+        "nginx site link",
+        Cmd(
+            (
+                Raw('[ "$(readlink'),
+                Cmd.of(enabled),
+                Raw(')" = '),
+                Cmd.of(avail),
+                Raw("] && [ ! -e /etc/nginx/sites-enabled/default ]"),
+            )
+        ),
+        warn=True,
+    ).ok
     if not changed and link:
         return False
-    r = host.run("enable nginx site", script(
-        Cmd.of("ln", "-sfn", avail, enabled), Cmd.of("rm", "-f", "/etc/nginx/sites-enabled/default"),
-        Cmd.of("nginx", "-t", "-q")), warn=True)
+    r = host.run(
+        "enable nginx site",
+        script(
+            Cmd.of("ln", "-sfn", avail, enabled),
+            Cmd.of("rm", "-f", "/etc/nginx/sites-enabled/default"),
+            Cmd.of("nginx", "-t", "-q"),
+        ),
+        warn=True,
+    )
     if not r.ok:
-        raise PreflightFailed(f"{host.name}: nginx -t rejected the site; nginx was not reloaded",
-                              (r.stderr.strip().splitlines() or [""])[-1])
+        raise PreflightFailed(
+            f"{host.name}: nginx -t rejected the site; nginx was not reloaded",
+            (r.stderr.strip().splitlines() or [""])[-1],
+        )
     host.run("reload nginx", Cmd.of("systemctl", "reload-or-restart", "nginx"))
     return True

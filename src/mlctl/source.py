@@ -58,7 +58,9 @@ def resolve(repo: str, subdir: str, ref: str) -> Source:
     try:
         commit = git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     except PreflightFailed:
-        raise PreflightFailed(f"ref {ref!r} not found in {repo}", "fetch it or pass --ref") from None
+        raise PreflightFailed(
+            f"ref {ref!r} not found in {repo}", "fetch it or pass --ref"
+        ) from None
     branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD") if ref == "HEAD" else ref
     subject = git(repo, "log", "-1", "--format=%s", commit)
     return Source(repo, subdir, commit, ref, branch, subject)
@@ -74,15 +76,21 @@ def run_gate(src: Source, tests: str) -> None:
     with tempfile.TemporaryDirectory(prefix="mlctl-gate-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(src.archive()), mode="r:gz") as tar:
             tar.extractall(tmp, filter="data")
-        for label, argv in (("tests", _python_argv(tests)),
-                            ("makemigrations --check", [sys.executable, "manage.py",
-                                                        "makemigrations", "--check", "--dry-run"])):
+        for label, argv in (
+            ("tests", _python_argv(tests)),
+            (
+                "makemigrations --check",
+                [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+            ),
+        ):
             env = {"SECRET_KEY": "mlctl-gate-" + "x" * 50, "DEBUG": "0", "PATH": _path()}
             p = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, env=env)
             if p.returncode != 0:
                 tail = (p.stdout + p.stderr).strip().splitlines()[-1:] or [""]
-                raise PreflightFailed(f"pytest gate: {label} failed: {tail[0][:200]}",
-                                      "fix it, or deploy to a non-protected env with --skip-tests")
+                raise PreflightFailed(
+                    f"pytest gate: {label} failed: {tail[0][:200]}",
+                    "fix it, or deploy to a non-protected env with --skip-tests",
+                )
 
 
 def _python_argv(command: str) -> list[str]:

@@ -37,10 +37,18 @@ def gather_facts(host) -> dict:
 
 def holder_record(host, action: str, release: str = "") -> dict:
     sess = host.session
-    return {"event": "started", "action": action, "run_id": sess.journal.run_id,
-            "user": local_user(), "pid": _pid(), "host": socket.gethostname(),
-            "time": time.time(), "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "release": release,
-            "env": sess.cfg.name}
+    return {
+        "event": "started",
+        "action": action,
+        "run_id": sess.journal.run_id,
+        "user": local_user(),
+        "pid": _pid(),
+        "host": socket.gethostname(),
+        "time": time.time(),
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "release": release,
+        "env": sess.cfg.name,
+    }
 
 
 def _pid() -> int:
@@ -61,8 +69,10 @@ def lock(host, action: str, release: str = "") -> None:
         holder = _parse(r)
         stale = stale_reason(holder, host.session.cfg["timeouts"]["lock_stale"])
         if not stale or attempt == 2:
-            raise LockHeld(f"{host.name}: deploy lock held by {describe_holder(holder)}",
-                           "wait for it to finish, or `mlctl ENV unlock` if it is stale")
+            raise LockHeld(
+                f"{host.name}: deploy lock held by {describe_holder(holder)}",
+                "wait for it to finish, or `mlctl ENV unlock` if it is stale",
+            )
         host.session.journal.record(host.name, "lock", outcome="stale-taken-over", holder=holder)
         from . import console
 
@@ -120,8 +130,10 @@ def describe_holder(h: dict) -> str:
     if not h:
         return "an unknown holder"
     since = time.strftime("%H:%M:%S", time.localtime(float(h.get("time") or 0)))
-    return (f"{h.get('user')}@{h.get('host')} pid {h.get('pid')} ({h.get('action')} "
-            f"{h.get('release') or ''}, since {since})").replace(" ,", ",")
+    return (
+        f"{h.get('user')}@{h.get('host')} pid {h.get('pid')} ({h.get('action')} "
+        f"{h.get('release') or ''}, since {since})"
+    ).replace(" ,", ",")
 
 
 def unlock(host) -> None:
@@ -129,15 +141,23 @@ def unlock(host) -> None:
 
 
 def history(host, event: dict) -> None:
-    rec = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_id": host.session.journal.run_id,
-           "user": local_user(), "env": host.session.cfg.name, **event}
+    rec = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "run_id": host.session.journal.run_id,
+        "user": local_user(),
+        "env": host.session.cfg.name,
+        **event,
+    }
     host.stream("history", relcmd.append_history(layout(host)), (json.dumps(rec) + "\n").encode())
 
 
 def write_meta(host, meta: dict) -> None:
     lay = layout(host)
-    host.stream("release metadata", Cmd.of("mkdir", "-p", lay.metas).then(
-        relcmd.write_file(lay.meta(meta["id"]))), (json.dumps(meta, indent=1) + "\n").encode())
+    host.stream(
+        "release metadata",
+        Cmd.of("mkdir", "-p", lay.metas).then(relcmd.write_file(lay.meta(meta["id"]))),
+        (json.dumps(meta, indent=1) + "\n").encode(),
+    )
 
 
 # ---------------------------------------------------------------- service and health
@@ -149,8 +169,18 @@ def restart(host) -> None:
     if cfg["service"] == "pidfile":
         pid = f"{lay.run}/gunicorn.pid"
         host.run("stop gunicorn", service.pidfile_stop(pid))
-        host.run("start gunicorn", Cmd.of("mkdir", "-p", lay.run).then(service.pidfile_start(
-            lay.current, pid, cfg["bind"], cfg.project["wsgi"], f"{lay.shared}/logs/gunicorn.log")))
+        host.run(
+            "start gunicorn",
+            Cmd.of("mkdir", "-p", lay.run).then(
+                service.pidfile_start(
+                    lay.current,
+                    pid,
+                    cfg["bind"],
+                    cfg.project["wsgi"],
+                    f"{lay.shared}/logs/gunicorn.log",
+                )
+            ),
+        )
     else:
         host.run("restart gunicorn", service.systemd_restart(unit_name(cfg.project["name"])))
 
@@ -159,13 +189,23 @@ def health(host, release: str | None, timeout: float | None = None) -> None:
     cfg = host.session.cfg
     h = cfg["health"]
     wait = timeout if timeout is not None else cfg["timeouts"]["health"]
-    cmd = Cmd.of(cfg["python"], "-c", remote.source("health"), h["url"], h["host_header"],
-                 str(h["expect_status"]), release or "", str(wait))
+    cmd = Cmd.of(
+        cfg["python"],
+        "-c",
+        remote.source("health"),
+        h["url"],
+        h["host_header"],
+        str(h["expect_status"]),
+        release or "",
+        str(wait),
+    )
     r = host.run("health check", cmd, root=False, timeout=wait + 15, warn=True)
     if not r.ok:
         detail = (r.stderr.strip().splitlines() or ["no answer"])[-1]
-        raise DeployFailed(f"{host.name}: health check of {h['url']} failed after {wait:g}s "
-                           f"({detail})", "see `mlctl ENV logs` (timeouts.health)")
+        raise DeployFailed(
+            f"{host.name}: health check of {h['url']} failed after {wait:g}s " f"({detail})",
+            "see `mlctl ENV logs` (timeouts.health)",
+        )
 
 
 # ---------------------------------------------------------------- database
@@ -185,16 +225,26 @@ def snapshot(host, target: str) -> str | None:
             console.step(host.name, "no database file yet; snapshot skipped")
             return None
     path = f"{lay.backups}/{target}.{dbcmd.EXTENSIONS[cfg['database']['engine']]}"
-    host.run(f"snapshot {target}", Cmd.of("mkdir", "-p", lay.backups).then(dbcmd.snapshot(
-        cfg["database"]["engine"], lay.env_file, path, sqlite_path(cfg), cfg["python"])))
+    host.run(
+        f"snapshot {target}",
+        Cmd.of("mkdir", "-p", lay.backups).then(
+            dbcmd.snapshot(
+                cfg["database"]["engine"], lay.env_file, path, sqlite_path(cfg), cfg["python"]
+            )
+        ),
+    )
     return path
 
 
 def restore(host, path: str) -> None:
     cfg = host.session.cfg
     lay = layout(host)
-    host.run("restore snapshot", dbcmd.restore(cfg["database"]["engine"], lay.env_file, path,
-                                               sqlite_path(cfg), cfg["python"]))
+    host.run(
+        "restore snapshot",
+        dbcmd.restore(
+            cfg["database"]["engine"], lay.env_file, path, sqlite_path(cfg), cfg["python"]
+        ),
+    )
 
 
 def db_hosts(sess) -> list:
@@ -213,5 +263,9 @@ def migration_info(host, rel: str, *args: str):
 
 
 def migrate(host, rel: str, *targets: str) -> None:
-    host.run("migrate", relcmd.manage(rel, "migrate", "--noinput", *targets), root=False,
-             user=host.session.cfg["app_user"])
+    host.run(
+        "migrate",
+        relcmd.manage(rel, "migrate", "--noinput", *targets),
+        root=False,
+        user=host.session.cfg["app_user"],
+    )

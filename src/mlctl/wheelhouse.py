@@ -35,17 +35,35 @@ def build(req_hash: str, requirements: bytes, python: str, machine: str, libc: s
         shutil.rmtree(target)
     target.mkdir(parents=True)
     (target / "requirements.txt").write_bytes(requirements)
-    argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q",
-            "--only-binary=:all:", "--dest", str(target), "-r", str(target / "requirements.txt"),
-            "--python-version", python, "--implementation", "cp", "--abi", "cp" + python.replace(".", "")]
+    argv = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "-q",
+        "--only-binary=:all:",
+        "--dest",
+        str(target),
+        "-r",
+        str(target / "requirements.txt"),
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp" + python.replace(".", ""),
+    ]
     for tag in platform_tags(machine, libc):
         argv += ["--platform", tag]
     p = subprocess.run(argv, capture_output=True, text=True)
     if p.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
         tail = (p.stderr.strip().splitlines() or ["pip download failed"])[-1]
-        raise PreflightFailed(f"cannot resolve requirements for Python {python}: {tail[:200]}",
-                              "check requirements.txt, or set build.install: remote")
+        raise PreflightFailed(
+            f"cannot resolve requirements for Python {python}: {tail[:200]}",
+            "check requirements.txt, or set build.install: remote",
+        )
     (target / ".complete").touch()
     return target
 

@@ -14,24 +14,30 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "djangoapp"
 
-MIGRATION_0003 = '''from django.db import migrations, models
+MIGRATION_0003 = """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("notes", "0002_seed_notes")]
     operations = [migrations.AddField("note", "pinned", models.BooleanField(default=False))]
-'''
+"""
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def make_repo(path: Path) -> Path:
     """A git repository holding the example app at its root (v1)."""
-    shutil.copytree(APP, path, ignore=shutil.ignore_patterns(
-        "__pycache__", "db.sqlite3", "staticfiles", "media", ".env", "REVISION"))
+    shutil.copytree(
+        APP,
+        path,
+        ignore=shutil.ignore_patterns(
+            "__pycache__", "db.sqlite3", "staticfiles", "media", ".env", "REVISION"
+        ),
+    )
     git(path, "init", "-q", "-b", "main")
     git(path, "config", "user.email", "tests@mlctl.invalid")
     git(path, "config", "user.name", "tests")
@@ -53,8 +59,11 @@ def add_pinned_field(repo: Path) -> str:
     """v2: a model field and its migration."""
     models = (repo / "notes" / "models.py").read_text()
     if "pinned" not in models:
-        models = models.replace("    created = ", "    pinned = models.BooleanField(default=False)\n"
-                                "    created = ", 1)
+        models = models.replace(
+            "    created = ",
+            "    pinned = models.BooleanField(default=False)\n" "    created = ",
+            1,
+        )
         (repo / "notes" / "models.py").write_text(models)
     return commit_file(repo, "notes/migrations/0003_note_pinned.py", MIGRATION_0003, "v2")
 
@@ -68,14 +77,27 @@ def write_inventory(farm, repo: Path, path: Path, **env_overrides) -> Path:
     return path
 
 
-def mlctl(inventory: Path, *args: str, env: dict | None = None, check: bool = True,
-          timeout: float = 600) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "MLCTL_INVENTORY": str(inventory), "MLCTL_CONFIRM": "live",
-                **(env or {})}
-    p = subprocess.run([sys.executable, "-m", "mlctl.cli", *args], capture_output=True, text=True,
-                       env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
+def mlctl(
+    inventory: Path, *args: str, env: dict | None = None, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    full_env = {
+        **os.environ,
+        "MLCTL_INVENTORY": str(inventory),
+        "MLCTL_CONFIRM": "live",
+        **(env or {}),
+    }
+    p = subprocess.run(
+        [sys.executable, "-m", "mlctl.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if check and p.returncode != 0:
-        raise AssertionError(f"mlctl {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+        raise AssertionError(
+            f"mlctl {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
+        )
     return p
 
 

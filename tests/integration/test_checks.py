@@ -42,15 +42,31 @@ def test_healthy_hosts_pass_every_check(live):
 
 FAULTS = [
     ("nginx", "sudo systemctl stop nginx", "sudo systemctl start nginx", "inactive"),
-    ("nginx-config", "echo 'broken {' | sudo tee /etc/nginx/conf.d/broken.conf",
-     "sudo rm -f /etc/nginx/conf.d/broken.conf", ""),
-    ("gunicorn", "sudo systemctl stop gunicorn-djangoapp.service gunicorn-djangoapp.socket",
-     "sudo systemctl start gunicorn-djangoapp.socket", ""),
+    (
+        "nginx-config",
+        "echo 'broken {' | sudo tee /etc/nginx/conf.d/broken.conf",
+        "sudo rm -f /etc/nginx/conf.d/broken.conf",
+        "",
+    ),
+    (
+        "gunicorn",
+        "sudo systemctl stop gunicorn-djangoapp.service gunicorn-djangoapp.socket",
+        "sudo systemctl start gunicorn-djangoapp.socket",
+        "",
+    ),
     ("database", "sudo systemctl stop postgresql", "sudo systemctl start postgresql", ""),
-    ("env-file", f"sudo chmod 0644 {D}/shared/.env", f"sudo chmod 0640 {D}/shared/.env",
-     "world-readable"),
-    ("permissions", f"sudo chmod o+w {D}/current/manage.py",
-     f"sudo chmod o-w {D}/current/manage.py", "www-data"),
+    (
+        "env-file",
+        f"sudo chmod 0644 {D}/shared/.env",
+        f"sudo chmod 0640 {D}/shared/.env",
+        "world-readable",
+    ),
+    (
+        "permissions",
+        f"sudo chmod o+w {D}/current/manage.py",
+        f"sudo chmod o-w {D}/current/manage.py",
+        "www-data",
+    ),
 ]
 
 
@@ -72,8 +88,15 @@ def test_each_fault_fails_its_check_on_that_host_only(live, name, breaks, repair
 def test_disk_above_threshold_fails(live):
     farm, broken = live["farm"], live["hosts"][0]
     used = int(ssh(farm, broken, f"df --output=pcent {D} | tail -1").strip(" %"))
-    p = mlctl(live["inv"], "live", "check", "--json", "--set", f"thresholds.disk_pct={max(used - 1, 0)}",
-              check=False)
+    p = mlctl(
+        live["inv"],
+        "live",
+        "check",
+        "--json",
+        "--set",
+        f"thresholds.disk_pct={max(used - 1, 0)}",
+        check=False,
+    )
     report = json.loads(p.stdout)
     status, detail = statuses(report, broken)["disk"]
     assert status == "fail" and "%" in detail and p.returncode == 2
@@ -83,13 +106,21 @@ def test_unapplied_migration_is_reported(live):
     farm, broken = live["farm"], live["hosts"][0]
     mig = "notes/migrations/0002_seed_notes"
     rel = ssh(farm, broken, f"readlink -f {D}/current")
-    ssh(farm, broken, f"sudo -u postgres psql -d djangoapp -c \"delete from django_migrations where "
-                      f"app='notes' and name='0002_seed_notes'\"")
+    ssh(
+        farm,
+        broken,
+        'sudo -u postgres psql -d djangoapp -c "delete from django_migrations where '
+        "app='notes' and name='0002_seed_notes'\"",
+    )
     try:
         code, report = check(live)
     finally:
-        ssh(farm, broken, "sudo -u postgres psql -d djangoapp -c \"insert into django_migrations "
-                          "(app, name, applied) values ('notes', '0002_seed_notes', now())\"")
+        ssh(
+            farm,
+            broken,
+            'sudo -u postgres psql -d djangoapp -c "insert into django_migrations '
+            "(app, name, applied) values ('notes', '0002_seed_notes', now())\"",
+        )
     status, detail = statuses(report, broken)["migrations"]
     assert status == "fail" and "0002_seed_notes" in detail, (detail, rel, mig)
     assert code == 2
@@ -102,10 +133,17 @@ def test_diag_json_matches_what_the_hosts_report(live):
     for h in live["hosts"]:
         d = data[h.address]
         assert d["release"] == ssh(farm, h, f"readlink {D}/current").split("/")[-1]
-        assert d["python"] == ssh(farm, h, f"{D}/current/.venv/bin/python -c 'import sys; "
-                                           "print(\"%d.%d.%d\" % sys.version_info[:3])'")
-        assert d["django"] == ssh(farm, h, f"{D}/current/.venv/bin/python -c "
-                                           "'import django; print(django.get_version())'")
+        assert d["python"] == ssh(
+            farm,
+            h,
+            f"{D}/current/.venv/bin/python -c 'import sys; "
+            'print("%d.%d.%d" % sys.version_info[:3])\'',
+        )
+        assert d["django"] == ssh(
+            farm,
+            h,
+            f"{D}/current/.venv/bin/python -c " "'import django; print(django.get_version())'",
+        )
         assert d["venv"] == ssh(farm, h, f"readlink -f {D}/current/.venv")
         assert d["gunicorn"]["state"] == "active" and d["nginx"] == "active"
         assert d["database"]["ok"] is True
@@ -148,10 +186,21 @@ def test_monitor_posts_one_webhook_per_alert_and_writes_prometheus(live, tmp_pat
     url = f"http://127.0.0.1:{server.server_port}/hook"
     ssh(farm, h, "sudo systemctl stop nginx")
     try:
-        first = mlctl(live["inv"], "live", "monitor", "--once", "--webhook", url, "--prometheus",
-                      str(prom), env=env, check=False)
-        again = mlctl(live["inv"], "live", "monitor", "--once", "--webhook", url, env=env,
-                      check=False)
+        first = mlctl(
+            live["inv"],
+            "live",
+            "monitor",
+            "--once",
+            "--webhook",
+            url,
+            "--prometheus",
+            str(prom),
+            env=env,
+            check=False,
+        )
+        again = mlctl(
+            live["inv"], "live", "monitor", "--once", "--webhook", url, env=env, check=False
+        )
     finally:
         ssh(farm, h, "sudo systemctl start nginx")
         server.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import subprocess
 import sys
@@ -9,12 +10,19 @@ import time
 
 import pytest
 
-from .helpers import (add_pinned_field, commit_file, git, healthz, make_repo, mlctl, ssh,
-                      write_inventory)
+from .helpers import (
+    add_pinned_field,
+    commit_file,
+    git,
+    healthz,
+    make_repo,
+    mlctl,
+    ssh,
+    write_inventory,
+)
 
 pytestmark = pytest.mark.hosts
 D = "/srv/djangoapp"
-PSQL = f"sudo sh -c 'set -a; . {D}/shared/.env; set +a; psql -tAX -c \"$0\"'"
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +33,8 @@ def world(farm, tmp_path_factory):
 
 
 def psql(farm, host, sql: str) -> str:
-    return ssh(farm, host, PSQL.replace("$0", sql.replace('"', '\\"')))
+    inner = f"set -a; . {D}/shared/.env; set +a; psql -tAX -c {shlex.quote(sql)}"
+    return ssh(farm, host, "sudo sh -c " + shlex.quote(inner))
 
 
 def current(farm, host) -> str:
@@ -37,23 +46,35 @@ def test_setup_provisions_hosts_and_second_run_changes_nothing(world):
     first = mlctl(inv, "test", "setup").stderr + mlctl(inv, "live", "setup", "--yes").stderr
     assert "changed" in first
     for h in farm.hosts:
-        assert ssh(farm, h, "systemctl is-active gunicorn-djangoapp.socket nginx") == "active\nactive"
+        assert (
+            ssh(farm, h, "systemctl is-active gunicorn-djangoapp.socket nginx") == "active\nactive"
+        )
         assert ssh(farm, h, f"stat -c '%a %U %G' {D}/shared/.env") == "640 root www-data"
         assert ssh(farm, h, f"stat -c '%a %U %G' {D}/shared/media") == "750 www-data www-data"
         assert ssh(farm, h, f"stat -c '%a %U' {D}/releases") == "755 root"
         ssh(farm, h, "sudo nginx -t -q")
         assert psql(farm, h, "select current_user") == "djangoapp"
         assert ssh(farm, h, f"cat {D}/.mlctl/marker") == ("test" if h is world["test"] else "live")
-    before = {h.address: ssh(farm, h, f"sudo sha256sum {D}/shared/.env /etc/nginx/sites-available/"
-                                      "djangoapp /etc/systemd/system/gunicorn-djangoapp.*")
-              for h in farm.hosts}
+    before = {
+        h.address: ssh(
+            farm,
+            h,
+            f"sudo sha256sum {D}/shared/.env /etc/nginx/sites-available/"
+            "djangoapp /etc/systemd/system/gunicorn-djangoapp.*",
+        )
+        for h in farm.hosts
+    }
     second = mlctl(inv, "test", "setup").stderr + mlctl(inv, "live", "setup", "--yes").stderr
     assert "changed" not in second, second
     assert second.count(": ok") == 7 * len(farm.hosts)
     for h in farm.hosts:
-        assert before[h.address] == ssh(farm, h, f"sudo sha256sum {D}/shared/.env /etc/nginx/"
-                                                 "sites-available/djangoapp /etc/systemd/system/"
-                                                 "gunicorn-djangoapp.*")
+        assert before[h.address] == ssh(
+            farm,
+            h,
+            f"sudo sha256sum {D}/shared/.env /etc/nginx/"
+            "sites-available/djangoapp /etc/systemd/system/"
+            "gunicorn-djangoapp.*",
+        )
 
 
 def test_deploy_v1_serves_its_release_through_nginx(world):
@@ -65,8 +86,12 @@ def test_deploy_v1_serves_its_release_through_nginx(world):
         assert rid.endswith(git(world["repo"], "rev-parse", "HEAD")[:12])
         assert healthz(h.address) == {"release": rid, "database": "ok", "status": "ok"}
     # Data written while v1 serves must survive everything that follows.
-    psql(farm, world["test"], "insert into notes_note (title, slug, body, created) "
-                              "values ('canary', 'canary', 'keep me', now())")
+    psql(
+        farm,
+        world["test"],
+        "insert into notes_note (title, slug, body, created) "
+        "values ('canary', 'canary', 'keep me', now())",
+    )
     world["v1"] = current(farm, world["test"])
 
 
@@ -80,11 +105,19 @@ def test_deploy_v2_migrates_with_verified_snapshots_history_and_tag(world):
     snaps = ssh(farm, h, f"sudo ls {D}/backups/db").split()
     assert f"{rid}-before-migrate.dump" in snaps and f"{rid}-after-migrate.dump" in snaps
     for which, has_column in (("before", False), ("after", True)):
-        ssh(farm, h, "sudo -u postgres dropdb --if-exists scratch && sudo -u postgres createdb scratch"
-                     f" && sudo -u postgres pg_restore --no-owner -d scratch "
-                     f"{D}/backups/db/{rid}-{which}-migrate.dump")
-        cols = ssh(farm, h, "sudo -u postgres psql -tAX -d scratch -c \"select column_name from "
-                            "information_schema.columns where table_name='notes_note'\"")
+        ssh(
+            farm,
+            h,
+            "sudo -u postgres dropdb --if-exists scratch && sudo -u postgres createdb scratch"
+            f" && sudo -u postgres pg_restore --no-owner -d scratch "
+            f"{D}/backups/db/{rid}-{which}-migrate.dump",
+        )
+        cols = ssh(
+            farm,
+            h,
+            'sudo -u postgres psql -tAX -d scratch -c "select column_name from '
+            "information_schema.columns where table_name='notes_note'\"",
+        )
         assert ("pinned" in cols.split()) is has_column
     ssh(farm, h, "sudo -u postgres dropdb scratch")
     history = ssh(farm, h, f"sudo tail -n 1 {D}/.mlctl/history.jsonl")
@@ -106,8 +139,11 @@ def test_rollback_reverses_migration_and_keeps_data(world):
     mlctl(inv, "test", "rollback", "--to", world["v1"])
     assert current(farm, h) == world["v1"]
     assert healthz(h.address)["release"] == world["v1"]
-    cols = psql(farm, h, "select column_name from information_schema.columns "
-                         "where table_name='notes_note'")
+    cols = psql(
+        farm,
+        h,
+        "select column_name from information_schema.columns " "where table_name='notes_note'",
+    )
     assert "pinned" not in cols.split()
     assert psql(farm, h, "select body from notes_note where slug='canary'") == "keep me"
     mlctl(inv, "test", "deploy")  # back to the newest code for the failure cases
@@ -138,8 +174,12 @@ def test_failed_health_check_rolls_every_live_host_back_and_marks_bad(world):
     farm, inv, repo = world["farm"], world["inv"], world["repo"]
     before = {h.address: current(farm, h) for h in world["live"]}
     views = (repo / "notes" / "views.py").read_text()
-    broken = views.replace("def healthz(request", "def healthz(request, *a):\n    raise "
-                           "RuntimeError('boom')\n\n\ndef _old_healthz(request", 1)
+    broken = views.replace(
+        "def healthz(request",
+        "def healthz(request, *a):\n    raise "
+        "RuntimeError('boom')\n\n\ndef _old_healthz(request",
+        1,
+    )
     assert broken != views
     commit_file(repo, "notes/views.py", broken, "health 500")
     p = mlctl(inv, "live", "deploy", "--yes", "--set", "timeouts.health=3", check=False)
@@ -156,7 +196,7 @@ def test_failed_health_check_rolls_every_live_host_back_and_marks_bad(world):
 def test_failing_migration_leaves_database_as_before(world):
     farm, inv, repo, h = world["farm"], world["inv"], world["repo"], world["test"]
     good = current(farm, h)
-    migration = '''from django.db import migrations, models
+    migration = """from django.db import migrations, models
 
 
 def explode(apps, schema_editor):
@@ -170,13 +210,19 @@ class Migration(migrations.Migration):
         migrations.CreateModel("Half", [("id", models.AutoField(primary_key=True))]),
         migrations.RunPython(explode, migrations.RunPython.noop),
     ]
-'''
+"""
     commit_file(repo, "notes/migrations/0004_half.py", migration, "failing migration")
     p = mlctl(inv, "test", "deploy", "--skip-tests", check=False)
     assert p.returncode != 0 and "migration failed" in p.stderr.strip().splitlines()[-1]
     _assert_unchanged(world, h, good)
-    assert psql(farm, h, "select count(*) from information_schema.tables "
-                         "where table_name='notes_half'") == "0"
+    assert (
+        psql(
+            farm,
+            h,
+            "select count(*) from information_schema.tables " "where table_name='notes_half'",
+        )
+        == "0"
+    )
     assert psql(farm, h, "select body from notes_note where slug='canary'") == "keep me"
     git(repo, "rm", "-q", "notes/migrations/0004_half.py")
     git(repo, "commit", "-qm", "drop failing migration")
@@ -188,9 +234,13 @@ def test_sigint_during_build_leaves_current_and_cleans_up(world):
     commit_file(repo, "notes/static/notes/extra.css", "body { color: red }\n", "new static")
     import os
 
-    proc = subprocess.Popen([sys.executable, "-m", "mlctl.cli", "test", "deploy"],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "MLCTL_INVENTORY": str(inv)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlctl.cli", "test", "deploy"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "MLCTL_INVENTORY": str(inv)},
+    )
     lines = []
     for line in proc.stderr:
         lines.append(line)
@@ -210,9 +260,16 @@ def test_two_deploys_at_once_exactly_one_runs(world):
     import os
 
     env = {**os.environ, "MLCTL_INVENTORY": str(inv)}
-    procs = [subprocess.Popen([sys.executable, "-m", "mlctl.cli", "test", "deploy", "--skip-tests"],
-                              stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mlctl.cli", "test", "deploy", "--skip-tests"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes[0] == 0 and codes[1] != 0, results

@@ -39,10 +39,21 @@ def clone(tmp_path):
 
 
 def run(clone: Path, *args: str, port: int) -> subprocess.CompletedProcess:
-    sets = ["--set", f"bind=127.0.0.1:{port}", "--set", f"health.url=http://127.0.0.1:{port}/healthz"]
+    sets = [
+        "--set",
+        f"bind=127.0.0.1:{port}",
+        "--set",
+        f"health.url=http://127.0.0.1:{port}/healthz",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "MLCTL_INVENTORY"}
-    return subprocess.run([sys.executable, "-m", "mlctl.cli", *sets, "dev", *args], cwd=clone,
-                          capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mlctl.cli", *sets, "dev", *args],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def test_dev_deploy_in_fresh_clone_then_rollback(clone):

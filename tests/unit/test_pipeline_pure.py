@@ -55,7 +55,10 @@ def test_layout_paths():
     assert lay.release(R[0]) == f"/srv/app/releases/{R[0]}"
     assert lay.meta(R[0]) == f"/srv/app/.mlctl/releases/{R[0]}.json"
     assert (lay.current, lay.lock, lay.env_file) == (
-        "/srv/app/current", "/srv/app/.mlctl/lock", "/srv/app/shared/.env")
+        "/srv/app/current",
+        "/srv/app/.mlctl/lock",
+        "/srv/app/shared/.env",
+    )
 
 
 def test_lock_staleness():
@@ -82,21 +85,35 @@ def test_manylinux_tags_follow_the_hosts_glibc():
 def test_setup_helpers_quote_sql_and_compute_allowed_hosts():
     assert setup.sql_literal("it's") == "'it''s'"
     assert setup.sql_ident('a"b') == '"a""b"'
-    assert setup.allowed_hosts("deploy@198.51.100.11:22", "_") == "localhost,127.0.0.1,198.51.100.11"
+    assert (
+        setup.allowed_hosts("deploy@198.51.100.11:22", "_") == "localhost,127.0.0.1,198.51.100.11"
+    )
     assert setup.allowed_hosts("web1", "example.com www.example.com").endswith(
-        "web1,example.com,www.example.com")
+        "web1,example.com,www.example.com"
+    )
 
 
 def test_release_rows_mark_current_and_removed():
-    facts = {"releases": [R[1], R[2]], "current": R[2],
-             "metas": {R[0]: {"status": "partial"}, R[1]: {"status": "good"}}}
+    facts = {
+        "releases": [R[1], R[2]],
+        "current": R[2],
+        "metas": {R[0]: {"status": "partial"}, R[1]: {"status": "good"}},
+    }
     rows = release_rows(facts)
     assert [(r["id"], r["status"]) for r in rows] == [
-        (R[2], "current"), (R[1], "good"), (R[0], "partial (removed)")]
+        (R[2], "current"),
+        (R[1], "good"),
+        (R[0], "partial (removed)"),
+    ]
 
 
 def test_example_app_own_tests_pass():
     app = Path(__file__).resolve().parents[2] / "examples" / "djangoapp"
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=app,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stdout[-2000:]

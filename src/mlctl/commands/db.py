@@ -27,15 +27,17 @@ def _with_env(env_file: str, cmd: Cmd) -> Cmd:
     return Cmd((Raw("set -a &&"), Cmd.of(".", env_file), Raw("&& set +a &&"), cmd))
 
 
-def snapshot(engine: str, env_file: str, target: str, sqlite_path: str = "",
-             python: str = "python3") -> Cmd:
+def snapshot(
+    engine: str, env_file: str, target: str, sqlite_path: str = "", python: str = "python3"
+) -> Cmd:
     """Dump the database into `target` and verify it (non-empty, restorable listing)."""
     if engine == "postgresql":
         dump = Cmd.of("pg_dump", "-Fc", "--no-owner", "--no-acl", "-f", target)
         return _with_env(env_file, dump).then(verify(engine, target))
     if engine == "sqlite":
         return Cmd.of(python, "-c", _SQLITE_BACKUP, sqlite_path, target).then(
-            verify(engine, target, python))
+            verify(engine, target, python)
+        )
     raise UsageError(f"snapshots of {engine} are not supported")
 
 
@@ -45,17 +47,36 @@ def verify(engine: str, target: str, python: str = "python3") -> Cmd:
     return Cmd.of("test", "-s", target).then(Cmd.of(python, "-c", _SQLITE_VERIFY, target))
 
 
-def restore(engine: str, env_file: str, source: str, sqlite_path: str = "",
-            python: str = "python3") -> Cmd:
+def restore(
+    engine: str, env_file: str, source: str, sqlite_path: str = "", python: str = "python3"
+) -> Cmd:
     """Replace the database's contents with a snapshot, in one transaction where possible."""
     if engine == "postgresql":
         # Drop the schema's objects first so tables created after the snapshot go away too.
-        wipe = Cmd((Cmd.of("psql", "-v", "ON_ERROR_STOP=1", "-q", "-c",
-                           "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"),))
-        load = Cmd.of("pg_restore", "--no-owner", "--no-acl", "--single-transaction", "-d",
-                      "postgresql:///", source)
+        wipe = Cmd(
+            (
+                Cmd.of(
+                    "psql",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-q",
+                    "-c",
+                    "DROP SCHEMA public CASCADE; CREATE SCHEMA public;",
+                ),
+            )
+        )
+        load = Cmd.of(
+            "pg_restore",
+            "--no-owner",
+            "--no-acl",
+            "--single-transaction",
+            "-d",
+            "postgresql:///",
+            source,
+        )
         return verify(engine, source).then(_with_env(env_file, wipe.then(load)))
     if engine == "sqlite":
         return verify(engine, source, python).then(
-            Cmd.of(python, "-c", _SQLITE_BACKUP, source, sqlite_path))
+            Cmd.of(python, "-c", _SQLITE_BACKUP, source, sqlite_path)
+        )
     raise UsageError(f"snapshots of {engine} are not supported")

@@ -11,13 +11,20 @@ HELD = 3  # exit code of `acquire` when someone else holds the lock
 def acquire(lay: Layout) -> Cmd:
     """mkdir the lock; on success store stdin as holder.json and append it to the history."""
     holder = f"{lay.lock}/holder.json"
-    return Cmd((
-        Cmd.of("mkdir", "-p", lay.state),
-        Raw("&& if"), Cmd.of("mkdir", lay.lock), Raw("2>/dev/null; then"),
-        Cmd.of("cat").redirect(holder), Raw("&&"),
-        Cmd.of("cat", holder).redirect(lay.history, append=True),
-        Raw("; else"), Cmd.of("cat", holder), Raw(f"2>/dev/null; exit {HELD}; fi"),
-    ))
+    return Cmd(
+        (
+            Cmd.of("mkdir", "-p", lay.state),
+            Raw("&& if"),
+            Cmd.of("mkdir", lay.lock),
+            Raw("2>/dev/null; then"),
+            Cmd.of("cat").redirect(holder),
+            Raw("&&"),
+            Cmd.of("cat", holder).redirect(lay.history, append=True),
+            Raw("; else"),
+            Cmd.of("cat", holder),
+            Raw(f"2>/dev/null; exit {HELD}; fi"),
+        )
+    )
 
 
 def read(lay: Layout) -> Cmd:
@@ -27,8 +34,15 @@ def read(lay: Layout) -> Cmd:
 def release(lay: Layout, run_id: str) -> Cmd:
     """Remove the lock only if this run holds it."""
     holder = f"{lay.lock}/holder.json"
-    return Cmd((Raw("if"), Cmd.of("grep", "-qF", f'"run_id": "{run_id}"', holder),
-                Raw("2>/dev/null; then"), Cmd.of("rm", "-rf", lay.lock), Raw("; fi")))
+    return Cmd(
+        (
+            Raw("if"),
+            Cmd.of("grep", "-qF", f'"run_id": "{run_id}"', holder),
+            Raw("2>/dev/null; then"),
+            Cmd.of("rm", "-rf", lay.lock),
+            Raw("; fi"),
+        )
+    )
 
 
 def take_over(lay: Layout, run_id: str) -> Cmd:

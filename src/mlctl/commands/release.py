@@ -8,21 +8,34 @@ from ..shell import Cmd, Raw, script
 
 def manage(rel: str, *args: str) -> Cmd:
     """`manage.py ARGS` in a release, with the shared .env exported (values stay off argv)."""
-    return Cmd((Cmd.of("cd", rel), Raw("&& set -a && . ./.env && set +a &&"),
-                Cmd.of("./.venv/bin/python", "manage.py", *args)))
+    return Cmd(
+        (
+            Cmd.of("cd", rel),
+            Raw("&& set -a && . ./.env && set +a &&"),
+            Cmd.of("./.venv/bin/python", "manage.py", *args),
+        )
+    )
 
 
 def python_in(rel: str, code: str, *args: str) -> Cmd:
     """Run Python code with the release's venv and .env (for imports and probes)."""
-    return Cmd((Cmd.of("cd", rel), Raw("&& set -a && . ./.env && set +a &&"),
-                Cmd.of("./.venv/bin/python", "-c", code, *args)))
+    return Cmd(
+        (
+            Cmd.of("cd", rel),
+            Raw("&& set -a && . ./.env && set +a &&"),
+            Cmd.of("./.venv/bin/python", "-c", code, *args),
+        )
+    )
 
 
 def extract(lay: Layout, rid: str) -> Cmd:
     """Receive the release archive on stdin (one stream per host)."""
     rel = lay.release(rid)
-    return script(Cmd.of("mkdir", "-p", lay.releases, lay.metas), Cmd.of("mkdir", rel),
-                  Cmd.of("tar", "-xzf", "-", "-C", rel, "--no-same-owner"))
+    return script(
+        Cmd.of("mkdir", "-p", lay.releases, lay.metas),
+        Cmd.of("mkdir", rel),
+        Cmd.of("tar", "-xzf", "-", "-C", rel, "--no-same-owner"),
+    )
 
 
 def finish_tree(lay: Layout, rid: str, shared_files: list[str], shared_dirs: list[str]) -> Cmd:
@@ -30,12 +43,22 @@ def finish_tree(lay: Layout, rid: str, shared_files: list[str], shared_dirs: lis
     rel = lay.release(rid)
     steps = [
         Cmd.of("printf", "%s\\n", rid).redirect(f"{rel}/REVISION"),
-        Cmd((Cmd.of("cd", rel), Raw("&& find . -type f ! -name MANIFEST -print0 | sort -z |"
-                                    " xargs -0 sha256sum > MANIFEST"))),
+        Cmd(
+            (
+                Cmd.of("cd", rel),
+                Raw(
+                    "&& find . -type f ! -name MANIFEST -print0 | sort -z |"
+                    " xargs -0 sha256sum > MANIFEST"
+                ),
+            )
+        ),
     ]
     for name in shared_dirs:
-        steps += [Cmd.of("mkdir", "-p", f"{lay.shared}/{name}"), Cmd.of("rm", "-rf", f"{rel}/{name}"),
-                  Cmd.of("ln", "-sfn", f"{lay.shared}/{name}", f"{rel}/{name}")]
+        steps += [
+            Cmd.of("mkdir", "-p", f"{lay.shared}/{name}"),
+            Cmd.of("rm", "-rf", f"{rel}/{name}"),
+            Cmd.of("ln", "-sfn", f"{lay.shared}/{name}", f"{rel}/{name}"),
+        ]
     for name in shared_files:
         steps.append(Cmd.of("ln", "-sfn", f"{lay.shared}/{name}", f"{rel}/{name}"))
     steps.append(Cmd.of("chmod", "-R", "go-w", rel))
@@ -77,7 +100,9 @@ def wsgi_import(rel: str, wsgi: str) -> Cmd:
 def switch(lay: Layout, rid: str) -> Cmd:
     """Atomic switch: a new link, then rename over `current` (never rm then ln)."""
     tmp = f"{lay.current}.new-{rid}"
-    return script(Cmd.of("ln", "-sfn", f"releases/{rid}", tmp), Cmd.of("mv", "-Tf", tmp, lay.current))
+    return script(
+        Cmd.of("ln", "-sfn", f"releases/{rid}", tmp), Cmd.of("mv", "-Tf", tmp, lay.current)
+    )
 
 
 def remove_release(lay: Layout, rid: str) -> Cmd:
@@ -87,9 +112,12 @@ def remove_release(lay: Layout, rid: str) -> Cmd:
 def write_file(path: str, mode: str = "0644") -> Cmd:
     """Write stdin to `path` atomically (temp file + rename)."""
     tmp = f"{path}.tmp"
-    return script(Cmd.of("cat").redirect(tmp), Cmd.of("chmod", mode, tmp),
-                  Cmd.of("mv", "-f", tmp, path))
+    return script(
+        Cmd.of("cat").redirect(tmp), Cmd.of("chmod", mode, tmp), Cmd.of("mv", "-f", tmp, path)
+    )
 
 
 def append_history(lay: Layout) -> Cmd:
-    return script(Cmd.of("mkdir", "-p", lay.state), Cmd.of("cat").redirect(lay.history, append=True))
+    return script(
+        Cmd.of("mkdir", "-p", lay.state), Cmd.of("cat").redirect(lay.history, append=True)
+    )

@@ -16,16 +16,43 @@ def nginx_test_and_reload() -> Cmd:
 
 def pidfile_stop(pidfile: str) -> Cmd:
     """TERM the gunicorn master and wait (up to 10 s) for it to go."""
-    return Cmd((Raw("if"), Cmd.of("test", "-f", pidfile), Raw("; then pid=$(cat"), Cmd.of(pidfile),
-                Raw(") && kill -TERM \"$pid\" 2>/dev/null; for i in $(seq 100); do"
-                    " kill -0 \"$pid\" 2>/dev/null || break; sleep 0.1; done;"),
-                Cmd.of("rm", "-f", pidfile), Raw("; fi")))
+    return Cmd(
+        (
+            Raw("if"),
+            Cmd.of("test", "-f", pidfile),
+            Raw("; then pid=$(cat"),
+            Cmd.of(pidfile),
+            Raw(
+                ') && kill -TERM "$pid" 2>/dev/null; for i in $(seq 100); do'
+                ' kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done;'
+            ),
+            Cmd.of("rm", "-f", pidfile),
+            Raw("; fi"),
+        )
+    )
 
 
 def pidfile_start(current: str, pidfile: str, bind: str, wsgi: str, logfile: str) -> Cmd:
     return script(
-        Cmd((Cmd.of("cd", current), Raw("&& set -a && . ./.env && set +a &&"),
-             Cmd.of("./.venv/bin/gunicorn", "--daemon", "--pid", pidfile, "--bind", bind,
-                    "--workers", "2", "--error-logfile", logfile, "--access-logfile", logfile,
-                    wsgi.replace(":", ":", 1)))),
+        Cmd(
+            (
+                Cmd.of("cd", current),
+                Raw("&& set -a && . ./.env && set +a &&"),
+                Cmd.of(
+                    "./.venv/bin/gunicorn",
+                    "--daemon",
+                    "--pid",
+                    pidfile,
+                    "--bind",
+                    bind,
+                    "--workers",
+                    "2",
+                    "--error-logfile",
+                    logfile,
+                    "--access-logfile",
+                    logfile,
+                    wsgi.replace(":", ":", 1),
+                ),
+            )
+        ),
     )

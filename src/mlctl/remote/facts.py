@@ -33,24 +33,34 @@ def listdir(path):
     return sorted(os.listdir(path)) if os.path.isdir(path) else []
 
 
-current = os.readlink(os.path.join(root, "current")) if os.path.islink(
-    os.path.join(root, "current")) else None
+current = (
+    os.readlink(os.path.join(root, "current"))
+    if os.path.islink(os.path.join(root, "current"))
+    else None
+)
 usage = shutil.disk_usage(root if os.path.isdir(root) else "/")
 libc = platform.libc_ver()
-print(json.dumps({
-    "python": "%d.%d" % sys.version_info[:2],
-    "machine": platform.machine(),
-    "platform": sysconfig.get_platform(),
-    "libc": libc[1] if libc[0] == "glibc" else "",
-    "free_bytes": usage.free,
-    "exists": os.path.isdir(root),
-    "marker": (read(os.path.join(root, ".mlctl", "marker"), "") or "").strip(),
-    "current": os.path.basename(current) if current else None,
-    "releases": listdir(os.path.join(root, "releases")),
-    "metas": metas(),
-    "venvs": [v for v in listdir(os.path.join(root, "venvs"))
-              if os.path.exists(os.path.join(root, "venvs", v, ".complete"))],
-    "env_file": os.path.exists(os.path.join(root, "shared", ".env")),
-    "lock": read(os.path.join(root, ".mlctl", "lock", "holder.json")),
-    "lock_exists": os.path.isdir(os.path.join(root, ".mlctl", "lock")),
-}))
+print(
+    json.dumps(
+        {
+            "python": "%d.%d" % sys.version_info[:2],
+            "machine": platform.machine(),
+            "platform": sysconfig.get_platform(),
+            "libc": libc[1] if libc[0] == "glibc" else "",
+            "free_bytes": usage.free,
+            "exists": os.path.isdir(root),
+            "marker": (read(os.path.join(root, ".mlctl", "marker"), "") or "").strip(),
+            "current": os.path.basename(current) if current else None,
+            "releases": listdir(os.path.join(root, "releases")),
+            "metas": metas(),
+            "venvs": [
+                v
+                for v in listdir(os.path.join(root, "venvs"))
+                if os.path.exists(os.path.join(root, "venvs", v, ".complete"))
+            ],
+            "env_file": os.path.exists(os.path.join(root, "shared", ".env")),
+            "lock": read(os.path.join(root, ".mlctl", "lock", "holder.json")),
+            "lock_exists": os.path.isdir(os.path.join(root, ".mlctl", "lock")),
+        }
+    )
+)

@@ -47,9 +47,14 @@ for m, _ in steps:
         if not op.reversible:
             irreversible.append("%s.%s" % (m.app_label, m.name))
             break
-print(json.dumps({
-    "targets": [[a, n or "zero"] for a, n in targets
-                if any(m.app_label == a for m, _ in steps)],
-    "unapply": ["%s.%s" % (m.app_label, m.name) for m, _ in steps],
-    "irreversible": irreversible,
-}))
+print(
+    json.dumps(
+        {
+            "targets": [
+                [a, n or "zero"] for a, n in targets if any(m.app_label == a for m, _ in steps)
+            ],
+            "unapply": ["%s.%s" % (m.app_label, m.name) for m, _ in steps],
+            "irreversible": irreversible,
+        }
+    )
+)

@@ -1,0 +1,84 @@
+"""pytest fixture for the host farm.
+
+Import it into a conftest.py:
+
+    from tests.hosts.fixtures import farm  # noqa
+
+`farm` boots three hosts once per test session (h1 = 'test', h2 + h3 = 'live'
+in farm.inventory_path). On a machine that cannot boot hosts the tests using it
+are skipped with the reason, or fail when the CI environment variable is set,
+so CI never passes by silently skipping them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+
+import pytest
+
+from .farm import Farm, can_boot
+
+FARM_SIZE = 3
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_boot() -> None:
+    """Skip (or, under CI, fail) the calling test when hosts cannot be booted here."""
+    ok, reason = can_boot()
+    if ok:
+        return
+    if _in_ci():
+        pytest.fail(f"CI must run the host integration tests: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _install_sigterm_teardown(farm: Farm):
+    """On SIGTERM (e.g. a CI job timeout) stop the hosts, then die as asked."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:  # installed outside Python; restore the default instead
+        previous = signal.SIG_DFL
+
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, previous)
+        try:
+            farm.down()
+        finally:
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:
+        pass  # not the main thread: atexit and the fixture finalizer still apply
+    return previous
+
+
+@pytest.fixture(scope="session")
+def farm():
+    """Three booted hosts (tests.hosts.farm.Farm), torn down at session end."""
+    require_boot()
+    hosts = Farm(FARM_SIZE)
+    # Teardown is idempotent, so every path may call it: the finally below,
+    # interpreter exit after a Ctrl-C that skipped fixture teardown, SIGTERM.
+    atexit.register(hosts.down)
+    previous = _install_sigterm_teardown(hosts)
+    try:
+        hosts.up()
+        yield hosts
+    finally:
+        try:
+            hosts.down()
+        finally:
+            atexit.unregister(hosts.down)
+            try:
+                signal.signal(signal.SIGTERM, previous)
+            except ValueError:
+                pass
