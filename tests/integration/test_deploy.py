@@ -108,9 +108,9 @@ def test_deploy_v2_migrates_with_verified_snapshots_history_and_tag(world):
         ssh(
             farm,
             h,
-            "sudo -u postgres dropdb --if-exists scratch && sudo -u postgres createdb scratch"
-            f" && sudo -u postgres pg_restore --no-owner -d scratch "
-            f"{D}/backups/db/{rid}-{which}-migrate.dump",
+            "cd / && sudo -u postgres dropdb --if-exists scratch && sudo -u postgres createdb "
+            f"scratch && cat {D}/backups/db/{rid}-{which}-migrate.dump | "
+            "sudo -u postgres pg_restore --no-owner -d scratch",
         )
         cols = ssh(
             farm,
@@ -119,7 +119,7 @@ def test_deploy_v2_migrates_with_verified_snapshots_history_and_tag(world):
             "information_schema.columns where table_name='notes_note'\"",
         )
         assert ("pinned" in cols.split()) is has_column
-    ssh(farm, h, "sudo -u postgres dropdb scratch")
+    ssh(farm, h, "cd / && sudo -u postgres dropdb scratch")
     history = ssh(farm, h, f"sudo tail -n 1 {D}/.mlctl/history.jsonl")
     assert f'"release": "{rid}"' in history and '"outcome": "good"' in history
     assert f"deploy/test/{rid}" in git(repo, "tag", "--list", "deploy/test/*")

@@ -414,9 +414,17 @@ def env_values():
     for line in (read(path("shared", ".env"), "") or "").splitlines():
         key, eq, value = line.strip().removeprefix("export ").partition("=")
         value = value.strip().strip("'\"")
-        if eq and not key.startswith("#") and len(value) >= 4:
+        if eq and not key.startswith("#") and len(value) >= 4 and is_secret(key.strip()):
             values.append(value)
     return sorted(set(values), key=len, reverse=True)
+
+
+def is_secret(key):
+    # Names, users and paths (PGUSER, MEDIA_ROOT) are not secret; masking them would hide the
+    # project name everywhere. Anything credential-like is.
+    public = ("DEBUG", "ALLOWED_HOSTS", "MEDIA_ROOT", "STATIC_ROOT", "PGHOST", "PGPORT", "PGUSER",
+              "PGDATABASE", "TIME_ZONE", "LOG_LEVEL")
+    return key.upper() not in public
 
 
 def masked(obj, secrets):
