@@ -276,3 +276,13 @@ def test_two_deploys_at_once_exactly_one_runs(world):
     loser = [err for code, err in results if code != 0][0]
     assert "deploy lock held by" in loser and "pid" in loser
     assert healthz(world["test"].address)["release"] == current(farm, world["test"])
+
+
+def test_dry_run_prints_the_commands_and_changes_nothing(world):
+    farm, inv, h = world["farm"], world["inv"], world["test"]
+    tree = f"sudo find {D} /etc/nginx /etc/systemd/system -printf '%p %s %T@ %m\\n' | sort"
+    before = ssh(farm, h, tree)
+    p = mlctl(inv, "test", "deploy", "--dry-run")
+    assert f"[{h.address}] switch current: sudo -n sh -c" in p.stdout
+    assert "collectstatic" in p.stdout and "mv -Tf" in p.stdout
+    assert ssh(farm, h, tree) == before
