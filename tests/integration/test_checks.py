@@ -41,6 +41,13 @@ def test_healthy_hosts_pass_every_check(live):
 
 
 FAULTS = [
+    (
+        "disk",
+        f"avail=$(df --output=avail -k {D} | tail -1);"
+        " fallocate -l $((avail - 40960))k /var/tmp/fill",
+        "rm -f /var/tmp/fill",
+        "%",
+    ),
     ("nginx", "sudo systemctl stop nginx", "sudo systemctl start nginx", "inactive"),
     (
         "nginx-config",

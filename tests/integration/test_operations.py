@@ -1,0 +1,209 @@
+"""Rollback database policies, rolling batches, locks, status and logs on real hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .helpers import add_pinned_field, commit_file, healthz, make_repo, mlctl, ssh, write_inventory
+
+pytestmark = pytest.mark.hosts
+D = "/srv/djangoapp"
+
+
+@pytest.fixture(scope="module")
+def ops(farm, tmp_path_factory):
+    repo = make_repo(tmp_path_factory.mktemp("app") / "repo")
+    logs = tmp_path_factory.mktemp("logs")
+    own_db = {"database": {"name": "djangoapp_ops"}}  # other modules' schema history stays theirs
+    inv = write_inventory(
+        farm,
+        repo,
+        tmp_path_factory.mktemp("inv") / "environments.yaml",
+        test=own_db,
+        live={"rolling": {"batch": 1}, **own_db},
+    )
+    mlctl(inv, "test", "setup")
+    mlctl(inv, "live", "setup", "--yes")
+    return {
+        "farm": farm,
+        "repo": repo,
+        "inv": inv,
+        "test": farm.hosts[0],
+        "live": farm.hosts[1:],
+        "logs": logs,
+    }
+
+
+def current(farm, host) -> str:
+    return ssh(farm, host, f"readlink {D}/current").split("/")[-1]
+
+
+def psql(farm, host, sql: str) -> str:
+    import shlex
+
+    inner = f"set -a; . {D}/shared/.env; set +a; psql -tAX -c {shlex.quote(sql)}"
+    return ssh(farm, host, "sh -c " + shlex.quote(inner))
+
+
+def columns(farm, host) -> list[str]:
+    return psql(
+        farm,
+        host,
+        "select column_name from information_schema.columns " "where table_name='notes_note'",
+    ).split()
+
+
+def deploy_v1_then_v2(ops) -> tuple[str, str]:
+    farm, inv, repo, h = ops["farm"], ops["inv"], ops["repo"], ops["test"]
+    if "pinned" in (repo / "notes" / "models.py").read_text():
+        # Back to v1's schema: a fresh repo state without the field.
+        subprocess.run(
+            ["git", "-C", str(repo), "revert", "--no-edit", "HEAD"], check=True, capture_output=True
+        )
+    mlctl(inv, "test", "deploy", "--skip-tests")
+    v1 = current(farm, h)
+    add_pinned_field(ops["repo"])
+    mlctl(inv, "test", "deploy", "--skip-tests")
+    return v1, current(farm, h)
+
+
+def test_rollback_restore_brings_back_the_snapshot_and_loses_later_writes(ops):
+    farm, inv, h = ops["farm"], ops["inv"], ops["test"]
+    v1, v2 = deploy_v1_then_v2(ops)
+    psql(
+        farm,
+        h,
+        "insert into notes_note (title, slug, body, created, pinned) "
+        "values ('after', 'row-after', 'written on v2', now(), true)",
+    )
+    p = mlctl(inv, "test", "rollback", "--db", "restore")
+    assert "writes since that deploy are lost" in p.stderr
+    assert current(farm, h) == v1 and healthz(h.address)["release"] == v1
+    assert "pinned" not in columns(farm, h)
+    assert psql(farm, h, "select count(*) from notes_note where slug='row-after'") == "0"
+
+
+def test_rollback_code_only_keeps_the_newer_schema(ops):
+    farm, inv, h = ops["farm"], ops["inv"], ops["test"]
+    v1, v2 = deploy_v1_then_v2(ops)
+    mlctl(inv, "test", "rollback", "--db", "code-only", "--to", v1)
+    assert current(farm, h) == v1 and healthz(h.address)["release"] == v1
+    assert "pinned" in columns(farm, h)
+    mlctl(inv, "test", "rollback", "--db", "code-only", "--to", v2)  # back, schema already there
+    assert healthz(h.address)["release"] == v2
+
+
+def test_auto_rollback_stops_on_an_irreversible_migration_and_offers_the_choices(ops):
+    farm, inv, repo, h = ops["farm"], ops["inv"], ops["repo"], ops["test"]
+    mlctl(inv, "test", "deploy", "--skip-tests")
+    before = current(farm, h)
+    irreversible = """from django.db import migrations
+
+
+def forwards(apps, schema_editor):
+    pass
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0003_note_pinned")]
+    operations = [migrations.RunPython(forwards)]
+"""
+    commit_file(repo, "notes/migrations/0004_one_way.py", irreversible, "one-way migration")
+    mlctl(inv, "test", "deploy", "--skip-tests")
+    newer = current(farm, h)
+    p = mlctl(inv, "test", "rollback", "--to", before, check=False)
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 12 and "irreversible" in last and "--db restore" in last, p.stderr
+    assert "--db code-only" in last
+    assert current(farm, h) == newer and healthz(h.address)["release"] == newer
+
+
+def test_rolling_batches_switch_one_live_host_at_a_time(ops):
+    farm, inv = ops["farm"], ops["inv"]
+    logdir = ops["logs"] / "rolling"
+    mlctl(inv, "live", "deploy", "--yes", env={"MLCTL_LOG_DIR": str(logdir)})
+    records = [json.loads(line) for line in (logdir / "mlctl.jsonl").read_text().splitlines()]
+    events = [
+        (r["ts"], r["host"], r["step"])
+        for r in records
+        if r["step"] in ("switch current", "health check")
+    ]
+    order = [(host, step) for _, host, step in events]
+    first, second = ops["live"][0].address, ops["live"][1].address
+    assert order.index((first, "health check")) < order.index((second, "switch current")), order
+    for h in ops["live"]:
+        assert healthz(h.address)["release"] == current(farm, h)
+
+
+def test_lock_status_and_unlock_respect_a_live_holder(ops):
+    farm, inv, h = ops["farm"], ops["inv"], ops["test"]
+    holder = json.dumps(
+        {
+            "event": "started",
+            "action": "deploy",
+            "run_id": "other-run",
+            "user": "alice",
+            "pid": 1,
+            "host": "elsewhere",
+            "time": time.time(),
+            "release": "",
+        }
+    )
+    ssh(farm, h, f"mkdir -p {D}/.mlctl/lock && echo '{holder}' > {D}/.mlctl/lock/holder.json")
+    try:
+        shown = mlctl(inv, "test", "lock").stdout
+        assert "held by alice@elsewhere pid 1" in shown
+        deploy = mlctl(inv, "test", "deploy", "--skip-tests", check=False)
+        assert deploy.returncode == 8 and "alice@elsewhere" in deploy.stderr
+        refused = mlctl(inv, "test", "unlock", check=False)
+        assert refused.returncode != 0 and "--force" in refused.stderr
+        assert ssh(farm, h, f"test -d {D}/.mlctl/lock && echo held") == "held"
+        mlctl(inv, "test", "unlock", "--force", "--yes")
+        assert ssh(farm, h, f"test -d {D}/.mlctl/lock && echo held || echo free") == "free"
+    finally:
+        ssh(farm, h, f"rm -rf {D}/.mlctl/lock")
+
+
+def test_status_prints_one_line_per_host(ops):
+    farm, inv = ops["farm"], ops["inv"]
+    mlctl(inv, "live", "deploy", "--yes")
+    lines = mlctl(inv, "live", "status").stdout.strip().splitlines()
+    assert len(lines) == len(ops["live"])
+    for h, line in zip(ops["live"], lines, strict=True):
+        assert h.address in line and current(farm, h) in line
+
+
+def test_logs_merge_hosts_and_follow_ends_cleanly_on_ctrl_c(ops):
+    inv = ops["inv"]
+    for h in ops["live"]:
+        healthz(h.address)
+    out = mlctl(inv, "live", "logs", "--service", "nginx-access", "-n", "5").stdout
+    for h in ops["live"]:
+        assert any(line.startswith(h.address) and "/healthz" in line for line in out.splitlines())
+    app = mlctl(inv, "live", "logs", "-n", "5").stdout
+    assert app.strip(), "the app journal is empty"
+    env = {**os.environ, "MLCTL_INVENTORY": str(inv)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlctl.cli", "live", "logs", "--service", "nginx-access", "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    time.sleep(3)
+    healthz(ops["live"][0].address)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "/healthz" in out
+    for h in ops["live"]:
+        left = ssh(ops["farm"], h, "pgrep -fa 'tail -F' || true")
+        assert "access.log" not in left, left
