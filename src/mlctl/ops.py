@@ -192,6 +192,7 @@ def config_task(sel, json=False) -> int:  # noqa: A002
     cfg = sel.config()
     data = {
         "environment": cfg.name,
+        "targets": sel.hosts or cfg.hosts,  # narrowed by `fab -H <host>` or --host
         "inventory": str(cfg.inventory.path),
         "project": cfg.project,
         "settings": masked(cfg.settings),

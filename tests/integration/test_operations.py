@@ -207,3 +207,16 @@ def test_logs_merge_hosts_and_follow_ends_cleanly_on_ctrl_c(ops):
     for h in ops["live"]:
         left = ssh(ops["farm"], h, "pgrep -fa 'tail -F' || true")
         assert "access.log" not in left, left
+
+
+def test_diag_watch_refreshes_until_ctrl_c(ops):
+    env = {**os.environ, "MLCTL_INVENTORY": str(ops["inv"])}
+    proc = subprocess.Popen([sys.executable, "-m", "mlctl.cli", "live", "diag", "--watch",
+                             "--interval", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    for h in ops["live"]:
+        assert h.address in out

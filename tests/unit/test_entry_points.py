@@ -87,8 +87,10 @@ def test_selection_forms_reach_the_same_environment(project, argv):
     data = json.loads(r.stdout)
     assert data["environment"] == "live"
     assert data["inventory"] == str(project / "environments.yaml")
-    # `config` prints the environment's settings; the -H host narrowing is not part of them
     assert data["settings"]["hosts"] == LIVE_HOSTS
+    # `targets` shows what the task would act on: one host when -H names a host
+    expected = [LIVE_HOSTS[1]] if LIVE_HOSTS[1] in argv else LIVE_HOSTS
+    assert data["targets"] == expected
 
 
 def test_host_argument_narrows_the_selection(project):
