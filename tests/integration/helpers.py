@@ -71,6 +71,9 @@ def add_pinned_field(repo: Path) -> str:
 def write_inventory(farm, repo: Path, path: Path, **env_overrides) -> Path:
     data = yaml.safe_load(Path(farm.inventory_path).read_text())
     data["project"]["source"] = {"repo": str(repo), "subdir": ""}
+    # The hosts share this machine's kernel, so their load average is the whole machine's (other
+    # test runs included): a load warning here would be noise, not a finding about the host.
+    data["defaults"]["thresholds"] = {"load_per_cpu": 100.0}
     for env, extra in env_overrides.items():
         data["environments"].setdefault(env, {}).update(extra)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -112,3 +115,28 @@ def healthz(address: str) -> dict:
 
     with urllib.request.urlopen(f"http://{address}/healthz", timeout=10) as r:
         return json.loads(r.read())
+
+
+D = "/srv/djangoapp"
+
+
+def new_project(farm, tmp_path_factory, **env_overrides) -> tuple[Path, Path]:
+    """A fresh app repository and an inventory pointing the farm's environments at it."""
+    repo = make_repo(tmp_path_factory.mktemp("app") / "repo")
+    inv = write_inventory(
+        farm, repo, tmp_path_factory.mktemp("inv") / "environments.yaml", **env_overrides
+    )
+    return repo, inv
+
+
+def current(farm, host) -> str:
+    """The release id `current` points to on a host."""
+    return ssh(farm, host, f"readlink {D}/current").split("/")[-1]
+
+
+def psql(farm, host, sql: str) -> str:
+    """Run SQL as the app's database role, credentials read from the shared .env on the host."""
+    import shlex
+
+    inner = f"set -a; . {D}/shared/.env; set +a; psql -tAX -c {shlex.quote(sql)}"
+    return ssh(farm, host, "sh -c " + shlex.quote(inner))

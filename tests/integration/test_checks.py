@@ -8,16 +8,14 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from .helpers import healthz, make_repo, mlctl, ssh, write_inventory
+from .helpers import D, healthz, mlctl, new_project, ssh
 
 pytestmark = pytest.mark.hosts
-D = "/srv/djangoapp"
 
 
 @pytest.fixture(scope="module")
 def live(farm, tmp_path_factory):
-    repo = make_repo(tmp_path_factory.mktemp("app") / "repo")
-    inv = write_inventory(farm, repo, tmp_path_factory.mktemp("inv") / "environments.yaml")
+    repo, inv = new_project(farm, tmp_path_factory)
     mlctl(inv, "live", "setup", "--yes")
     mlctl(inv, "live", "deploy", "--yes")
     return {"farm": farm, "inv": inv, "hosts": farm.hosts[1:]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import signal
 import subprocess
 import sys
@@ -11,34 +10,25 @@ import time
 import pytest
 
 from .helpers import (
+    D,
     add_pinned_field,
     commit_file,
+    current,
     git,
     healthz,
-    make_repo,
     mlctl,
+    new_project,
+    psql,
     ssh,
-    write_inventory,
 )
 
 pytestmark = pytest.mark.hosts
-D = "/srv/djangoapp"
 
 
 @pytest.fixture(scope="module")
 def world(farm, tmp_path_factory):
-    repo = make_repo(tmp_path_factory.mktemp("app") / "repo")
-    inv = write_inventory(farm, repo, tmp_path_factory.mktemp("inv") / "environments.yaml")
+    repo, inv = new_project(farm, tmp_path_factory)
     return {"farm": farm, "repo": repo, "inv": inv, "test": farm.hosts[0], "live": farm.hosts[1:]}
-
-
-def psql(farm, host, sql: str) -> str:
-    inner = f"set -a; . {D}/shared/.env; set +a; psql -tAX -c {shlex.quote(sql)}"
-    return ssh(farm, host, "sudo sh -c " + shlex.quote(inner))
-
-
-def current(farm, host) -> str:
-    return ssh(farm, host, f"readlink {D}/current").split("/")[-1]
 
 
 def test_setup_provisions_hosts_and_second_run_changes_nothing(world):

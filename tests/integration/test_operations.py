@@ -11,21 +11,28 @@ import time
 
 import pytest
 
-from .helpers import add_pinned_field, commit_file, healthz, make_repo, mlctl, ssh, write_inventory
+from .helpers import (
+    D,
+    add_pinned_field,
+    commit_file,
+    current,
+    healthz,
+    mlctl,
+    new_project,
+    psql,
+    ssh,
+)
 
 pytestmark = pytest.mark.hosts
-D = "/srv/djangoapp"
 
 
 @pytest.fixture(scope="module")
 def ops(farm, tmp_path_factory):
-    repo = make_repo(tmp_path_factory.mktemp("app") / "repo")
     logs = tmp_path_factory.mktemp("logs")
     own_db = {"database": {"name": "djangoapp_ops"}}  # other modules' schema history stays theirs
-    inv = write_inventory(
+    repo, inv = new_project(
         farm,
-        repo,
-        tmp_path_factory.mktemp("inv") / "environments.yaml",
+        tmp_path_factory,
         test=own_db,
         live={"rolling": {"batch": 1}, **own_db},
     )
@@ -39,17 +46,6 @@ def ops(farm, tmp_path_factory):
         "live": farm.hosts[1:],
         "logs": logs,
     }
-
-
-def current(farm, host) -> str:
-    return ssh(farm, host, f"readlink {D}/current").split("/")[-1]
-
-
-def psql(farm, host, sql: str) -> str:
-    import shlex
-
-    inner = f"set -a; . {D}/shared/.env; set +a; psql -tAX -c {shlex.quote(sql)}"
-    return ssh(farm, host, "sh -c " + shlex.quote(inner))
 
 
 def columns(farm, host) -> list[str]:
@@ -211,9 +207,13 @@ def test_logs_merge_hosts_and_follow_ends_cleanly_on_ctrl_c(ops):
 
 def test_diag_watch_refreshes_until_ctrl_c(ops):
     env = {**os.environ, "MLCTL_INVENTORY": str(ops["inv"])}
-    proc = subprocess.Popen([sys.executable, "-m", "mlctl.cli", "live", "diag", "--watch",
-                             "--interval", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlctl.cli", "live", "diag", "--watch", "--interval", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     time.sleep(4)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
