@@ -52,6 +52,12 @@ def add_global_options(p: argparse.ArgumentParser, after_task: bool = False) -> 
     )
     g.add_argument("--log-dir", metavar="DIR", help="where the JSON log goes", **unset)
     g.add_argument(
+        "--summary",
+        metavar="FILE",
+        help="write a JSON summary of the run here (for CI; also MLCTL_SUMMARY)",
+        **unset,
+    )
+    g.add_argument(
         "-v",
         "--debug",
         "--verbose",
@@ -60,6 +66,9 @@ def add_global_options(p: argparse.ArgumentParser, after_task: bool = False) -> 
         help="show tracebacks",
         **unset,
     )
+
+
+VALUE_OPTIONS = ("--inventory", "-i", "--host", "--set", "--log-dir", "--summary")
 
 
 def add_task_parser(sub, spec: TaskSpec) -> None:
@@ -88,10 +97,8 @@ def split_env(argv: list[str]) -> tuple[str | None, list[str]]:
     """`mlctl live deploy …` → ("live", ["deploy", …]): the first word before a task name."""
     for i, word in enumerate(argv):
         if word.startswith("-"):
-            if word in ("--inventory", "-i", "--host", "--set", "--log-dir"):
-                continue
             continue
-        if i > 0 and argv[i - 1] in ("--inventory", "-i", "--host", "--set", "--log-dir"):
+        if i > 0 and argv[i - 1] in VALUE_OPTIONS:
             continue
         if word in BY_NAME:
             return None, argv
@@ -112,10 +119,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(spec: TaskSpec, env: str | None, args) -> int:
+    import time
+
+    from . import summary
+
+    summary_path = getattr(args, "summary", None)
+    if summary_path:
+        os.environ["MLCTL_SUMMARY"] = summary_path
+    started, outcome = time.time(), {"code": 1, "error": ""}
+    try:
+        outcome["code"] = _run_task(spec, env or os.environ.get("MLCTL_ENV"), args, outcome)
+    finally:
+        summary.write(
+            spec.name,
+            env or os.environ.get("MLCTL_ENV"),
+            outcome["code"],
+            outcome["error"],
+            started,
+        )
+    return outcome["code"]
+
+
+def _run_task(spec: TaskSpec, env: str | None, args, outcome: dict) -> int:
     from . import console
     from .selection import Selection
 
-    env = env or os.environ.get("MLCTL_ENV")
     options = {o.name: getattr(args, o.name) for o in spec.opts}
     hosts = (args.only_hosts or []) + (getattr(args, "task_only_hosts", None) or [])
     try:
@@ -133,13 +161,16 @@ def run(spec: TaskSpec, env: str | None, args) -> int:
     except MlctlError as e:
         _traceback(args)
         console.fail(str(e))
+        outcome["error"] = str(e)
         return e.exit_code
     except KeyboardInterrupt:
+        outcome["error"] = "interrupted"
         console.fail("interrupted; the lock was released and the current release left serving")
         return 130
     except Exception as e:  # noqa: BLE001 — still one line; -v shows where it came from
         _traceback(args)
         hint = "" if args.debug else " — run again with -v for the traceback"
+        outcome["error"] = f"{type(e).__name__}: {e}"
         console.fail(f"{spec.name} failed unexpectedly: {type(e).__name__}: {e}{hint}")
         return 1
 

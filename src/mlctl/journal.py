@@ -29,6 +29,10 @@ def local_user() -> str:
     return os.environ.get("MLCTL_USER_NAME") or getpass.getuser()
 
 
+# The most recent run of this process, for the CI summary (summary.py).
+last_run: dict = {}
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
@@ -44,6 +48,7 @@ class Journal:
         self.dir = Path(log_dir or os.environ.get("MLCTL_LOG_DIR") or state_dir() / "logs")
         self.path = self.dir / "mlctl.jsonl"
         self._lock = threading.Lock()
+        last_run.update(run_id=self.run_id, path=str(self.path))
 
     def add_secrets(self, values) -> None:
         self.secrets += [v for v in values if v and v not in self.secrets]

@@ -26,11 +26,13 @@ def project(tmp_path):
     return tmp_path
 
 
-def run(project, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def run(
+    project, tool: str, *args: str, timeout: float = 60, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / tool), *args],
         cwd=project,
-        env=clean_environ(project),
+        env={**clean_environ(project), **(env or {})},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -138,3 +140,21 @@ def test_inv_check_runs_the_local_checks(project):
     assert r.returncode in (0, 1, 2), r.stderr
     assert "Traceback" not in r.stderr
     assert "localhost" in r.stdout + r.stderr
+
+
+def test_summary_file_is_written_for_ci_also_on_failure(project, tmp_path):
+    ok = tmp_path / "ok.json"
+    r = run(project, "mlctl", "live", "config", "--summary", str(ok))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(ok.read_text())
+    assert (data["task"], data["env"], data["exit_code"], data["outcome"]) == (
+        "config",
+        "live",
+        0,
+        "ok",
+    )
+    bad = tmp_path / "bad.json"
+    r = run(project, "fab", "live", "deploy", env={"MLCTL_SUMMARY": str(bad)})
+    assert r.returncode == 4
+    data = json.loads(bad.read_text())
+    assert data["outcome"] == "failed" and "needs confirmation" in data["error"]

@@ -96,14 +96,20 @@ def _local_environment() -> str | None:
 
 
 def _run(spec: TaskSpec, c, options: dict):
+    import time
+
     from invoke.exceptions import Exit
 
-    from .. import console
+    from .. import console, summary
 
+    started, code, error, sel = time.time(), 1, "", None
     try:
-        code = int(spec.function()(selection_for(c), **options) or 0)
+        sel = selection_for(c)
+        code = int(spec.function()(sel, **options) or 0)
     except MlctlError as e:
         console.fail(str(e))
-        raise Exit(code=e.exit_code) from None
+        code, error = e.exit_code, str(e)
+    finally:
+        summary.write(spec.name, sel.env if sel else None, code, error, started)
     if code:
         raise Exit(code=code)
