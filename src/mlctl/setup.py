@@ -72,12 +72,18 @@ def prepare_local(sess, verbose: bool = False) -> None:
 
 
 def local_env(cfg, lay: Layout) -> dict:
-    return {
+    out = {
         "DEBUG": "0",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "DATABASE_URL": "sqlite:///" + steps.sqlite_path(cfg),
         "MEDIA_ROOT": f"{lay.shared}/media",
     }
+    return {**out, **inventory_env(cfg)}
+
+
+def inventory_env(cfg) -> dict:
+    """The inventory's `env:` and `secrets:`, as written into every shared .env."""
+    return {k: str(v) for k, v in {**cfg["env"], **cfg["secrets"]}.items()}
 
 
 # ---------------------------------------------------------------- remote
@@ -213,8 +219,7 @@ def server_env(host, cfg, lay: Layout) -> dict:
                 "PGDATABASE": name,
             }
         )
-    out.update({k: str(v) for k, v in cfg["env"].items()})
-    out.update({k: str(v) for k, v in cfg["secrets"].items()})
+    out.update(inventory_env(cfg))
     return out
 
 

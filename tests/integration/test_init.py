@@ -6,6 +6,9 @@ the test host, and the `known_hosts` and `identity_file` lines of `defaults:` (t
 `user: deploy` already fits the test host). Then setup, deploy, check, a second deploy with a
 migration, and rollback run on the host, and the site answers through nginx.
 
+Packaging: the wheel and sdist built from the source carry every template, and the wheel installed
+in a fresh venv runs `mlctl --help`, `--version` and `init` with no source tree around.
+
 The host comes from a farm of its own (prefix mlinit, 198.51.100.128/26): nginx on a host serves
 one default site, and the session farm's hosts serve the example app.
 """
@@ -16,6 +19,7 @@ import atexit
 import difflib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,9 +33,7 @@ import pytest
 from tests.hosts.farm import Farm
 from tests.hosts.fixtures import require_boot
 
-from .helpers import APP, git, ssh
-
-pytestmark = pytest.mark.hosts
+from .helpers import APP, ROOT, git, ssh
 
 BIN = Path(sys.executable).parent
 D = "/srv/mysite"
@@ -163,6 +165,7 @@ def world(host_farm, tmp_path_factory):
     return {"farm": host_farm, "project": project, "host": host_farm.hosts[0]}
 
 
+@pytest.mark.hosts
 def test_init_writes_files_and_the_inventory_validates(world):
     project = world["project"]
     p = mlctl(project, "init")
@@ -194,6 +197,7 @@ def test_init_writes_files_and_the_inventory_validates(world):
     world["v1"] = commit(project, "Deploy with mlctl")
 
 
+@pytest.mark.hosts
 def test_setup_and_deploy_serve_the_site_through_nginx(world):
     project, farm, host = world["project"], world["farm"], world["host"]
     mlctl(project, "test", "setup")
@@ -220,6 +224,7 @@ def test_setup_and_deploy_serve_the_site_through_nginx(world):
     assert tables == "shop_product"
 
 
+@pytest.mark.hosts
 def test_check_passes_on_the_deployed_host(world):
     # The hosts share this machine's CPUs with whatever else runs here: its load says nothing about
     # the deploy, so that one threshold is lifted (by a flag; the inventory stays as generated).
@@ -242,6 +247,7 @@ def test_check_passes_on_the_deployed_host(world):
     assert p.returncode == 0, f"mlctl test check exited {p.returncode}: {bad}\n{p.stderr}"
 
 
+@pytest.mark.hosts
 def test_second_deploy_with_a_migration_then_rollback(world):
     project, farm, host = world["project"], world["farm"], world["host"]
     v1 = current(farm)
@@ -261,3 +267,138 @@ def test_second_deploy_with_a_migration_then_rollback(world):
     status, body = get(f"http://{host.address}/healthz")
     assert status == 200 and json.loads(body)["release"] == v1
     assert get(f"http://{host.address}/admin/login/")[0] == 200
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dev_deploy_of_the_adopted_project_serves_locally(tmp_path):
+    """`mlctl dev deploy` of the generated inventory: SQLite, gunicorn under a pidfile."""
+
+    project = make_project(tmp_path)
+    mlctl(project, "init")
+    commit(project, "Deploy with mlctl")
+    port = _free_port()  # not the generated 8765: other suites deploy their demo there
+    flags = [
+        "--set",
+        f"bind=127.0.0.1:{port}",
+        "--set",
+        f"health.url=http://127.0.0.1:{port}/healthz",
+    ]
+    pidfile = project / "var" / "dev" / "run" / "gunicorn.pid"
+    try:
+        mlctl(project, "dev", "deploy", *flags)
+        status, body = get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 200 and json.loads(body)["database"] == "ok"
+        assert get(f"http://127.0.0.1:{port}/admin/login/")[0] == 200
+    finally:
+        if pidfile.is_file():
+            pid = int(pidfile.read_text().strip())
+            if str(project) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                os.kill(pid, 15)
+                for _ in range(100):  # like mlctl's pidfile stop: wait up to 10 s
+                    try:
+                        if "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+                            break  # exited; its parent has yet to reap it
+                    except OSError:
+                        break
+                    time.sleep(0.1)
+
+
+# ---------------------------------------------------------------- packaging
+
+PACKAGE_FILES = (
+    "mlctl/templates/gunicorn.socket",
+    "mlctl/templates/gunicorn.service",
+    "mlctl/templates/nginx.conf",
+    "mlctl/templates/completion.bash",
+    "mlctl/templates/completion.zsh",
+    "mlctl/remote/facts.py",
+    "mlctl/remote/health.py",
+    "mlctl/remote/migrations.py",
+)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """One wheel and sdist per session, built from a copy (the work tree stays untouched)."""
+    root = tmp_path_factory.mktemp("build")
+    src = root / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(ROOT / "src", src / "src", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    out = root / "dist"
+    p = run([sys.executable, "-m", "build", "--outdir", out, src], root, timeout=600, check=False)
+    if p.returncode != 0 and "No module named build" in p.stderr:
+        pytest.fail("`build` is missing: pip install -e '.[dev]'", pytrace=False)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    wheel, sdist = next(out.glob("*.whl")), next(out.glob("*.tar.gz"))
+    return wheel, sdist
+
+
+def test_wheel_and_sdist_carry_every_template(built):
+    import tarfile
+    import zipfile
+
+    wheel, sdist = built
+    source = ROOT / "src"
+    expected = set(PACKAGE_FILES) | {
+        p.relative_to(source).as_posix()
+        for p in (source / "mlctl" / "templates").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert any(e.startswith("mlctl/templates/init/") for e in expected)
+    in_wheel = set(zipfile.ZipFile(wheel).namelist())
+    assert expected <= in_wheel, sorted(expected - in_wheel)
+    with tarfile.open(sdist) as tar:
+        in_sdist = {n.split("/src/", 1)[-1] for n in tar.getnames() if "/src/" in n}
+    assert expected <= in_sdist, sorted(expected - in_sdist)
+
+
+def test_wheel_in_a_fresh_venv_runs_help_version_and_init(built, tmp_path):
+    wheel, _ = built
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", venv], tmp_path)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("MLCTL_")
+    }
+    env.update(NO_COLOR="1", MLCTL_STATE_DIR=str(tmp_path / "state"))
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}/usr/bin:/bin"
+    pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    run([*pip, wheel], tmp_path, env, timeout=600)
+    mlctl_bin = venv / "bin" / "mlctl"
+    where = run(
+        [venv / "bin" / "python", "-c", "import mlctl; print(mlctl.__file__)"], tmp_path, env
+    )
+    assert str(ROOT) not in where.stdout and str(venv) in where.stdout
+    assert "deploy" in run([mlctl_bin, "--help"], tmp_path, env).stdout
+    version = run([mlctl_bin, "--version"], tmp_path, env).stdout.strip()
+    assert re.fullmatch(r"mlctl \d+\.\d+\.\d+.*", version), version
+    # A Django project (the stock startproject layout) far from the source tree; no Django needed.
+    project = tmp_path / "site"
+    project.mkdir()
+    run([BIN / "django-admin", "startproject", "mysite", project.name], tmp_path)
+    (project / "requirements.txt").write_text("Django==5.2.19\ngunicorn==27.0.1\n")
+    git(project.parent, "init", "-q", str(project))
+    p = run([mlctl_bin, "init", "--ci", "github"], project, env)
+    assert (
+        "wrote environments.yaml" in p.stderr and "wrote .github/workflows/deploy.yml" in p.stderr
+    )
+    run([mlctl_bin, "--inventory", project / "environments.yaml", "dev", "config"], project, env)
+    again = run([mlctl_bin, "init", "--ci", "github"], project, env)
+    assert "nothing changed" in again.stderr
+    completion = run([venv / "bin" / "python", "-c", COMPLETION_PATH], tmp_path, env).stdout.strip()
+    assert Path(completion, "completion.bash").is_file()
+
+
+COMPLETION_PATH = (
+    "import mlctl, os; print(os.path.join(os.path.dirname(mlctl.__file__), 'templates'))"
+)

@@ -1,0 +1,545 @@
+"""`mlctl init [PATH]`: adopt mlctl in an existing Django project.
+
+Finds manage.py (PATH or a subdirectory, shallow), the settings module (manage.py's
+DJANGO_SETTINGS_MODULE default), the WSGI application, the requirements file and the static and
+database settings, then writes into PATH:
+
+    environments.yaml, fabfile.py, tasks.py, Makefile, .pre-commit-config.yaml, WORKFLOW.md
+    <settings package>/settings_deploy.py   your settings + the server's .env (DATABASE_URL, ...)
+    <settings package>/wsgi_deploy.py       your WSGI app with those settings (what gunicorn runs)
+    <settings package>/healthz.py           GET /healthz: the release served, database state
+    requirements.txt                        only when the project has none (from pyproject.toml)
+    .github/workflows/deploy.yml or .gitlab-ci.yml   with --ci
+
+An existing file is never overwritten without --force: it is skipped and named. A second run
+changes nothing and says so.
+"""
+
+from __future__ import annotations
+
+import ast
+import getpass
+import json
+import re
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from . import __version__, console
+from .errors import UsageError
+
+SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "__pycache__", "site-packages", "var"}
+GENERIC_NAMES = {"config", "conf", "settings", "core", "project", "src", "app", "main", "web"}
+NAME_MAX = 41
+REQUIREMENT_FILES = (
+    "requirements.txt",
+    "requirements/production.txt",
+    "requirements/prod.txt",
+    "requirements/base.txt",
+    "requirements/requirements.txt",
+    "requirements-prod.txt",
+)
+PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
+
+
+@dataclass
+class Project:
+    """What init found in the Django project; paths are absolute."""
+
+    target: Path  # where the files go (PATH)
+    manage_dir: Path
+    git_root: Path | None
+    settings_module: str
+    settings_file: Path
+    wsgi: str  # module:callable of the project's own WSGI application ("" when none)
+    name: str
+    requirements: str  # relative to manage_dir
+    requirements_text: str | None  # to write when the project has no requirements file
+    tests: str
+    branch: str
+    facts: list[str] = field(default_factory=list)  # what was found, one phrase each
+    notes: list[str] = field(default_factory=list)  # what the user should know or do
+
+    @property
+    def deploy_dir(self) -> Path:
+        """The package directory that receives settings_deploy.py and friends."""
+        return self.settings_file.parent
+
+    @property
+    def deploy_package(self) -> str:
+        return self.settings_module.rpartition(".")[0]
+
+    def module(self, leaf: str) -> str:
+        return f"{self.deploy_package}.{leaf}" if self.deploy_package else leaf
+
+    @property
+    def depth(self) -> int:
+        """How many parents up from a file in deploy_dir is manage_dir."""
+        return len(self.deploy_dir.relative_to(self.manage_dir).parts)
+
+
+# ---------------------------------------------------------------- the task
+
+
+def init_task(selection, path=".", force=False, ci=None) -> int:
+    target = Path(path or ".").expanduser().resolve()
+    if not target.is_dir():
+        raise UsageError(f"{path}: not a directory")
+    if ci not in (None, "github", "gitlab"):
+        raise UsageError(f"--ci {ci!r}: expected github or gitlab")
+    project = inspect(target)
+    console.info(
+        f"Django project {project.name} in {project.manage_dir}: " + "; ".join(project.facts)
+    )
+    written, skipped = [], []
+    for rel, text in render_files(project, ci).items():
+        dest = target / rel
+        if dest.exists() and not force:
+            if dest.read_text(errors="replace") != text:
+                skipped.append(rel)
+            continue
+        if dest.exists() and dest.read_text(errors="replace") == text:
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text)
+        written.append(rel)
+        console.step("wrote", rel, "green")
+    for rel in skipped:
+        console.step("skipped", f"{rel} (exists; --force overwrites it)", "yellow")
+    for note in project.notes:
+        console.warn(note)
+    if not written:
+        why = (
+            f"{len(skipped)} file(s) differ and were kept (--force overwrites them)"
+            if skipped
+            else "every file is already as mlctl init writes it"
+        )
+        console.done(f"nothing changed: {why}")
+        return 0
+    inv = _shown_rel(target / "environments.yaml")
+    here = "" if target == Path.cwd().resolve() else f"cd {_shown_rel(target)} && "
+    console.info("Next:")
+    console.info(
+        f"  1. edit the lines marked EDIT in {inv} (the test and live hosts), then commit: "
+        "git add -A && git commit -m 'Deploy with mlctl'"
+    )
+    console.info(f"  2. {here}mlctl test setup")
+    console.info(f"  3. {here}mlctl test deploy")
+    console.done(f"wrote {len(written)} file(s), skipped {len(skipped)}")
+    return 0
+
+
+def _shown_rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+# ---------------------------------------------------------------- finding things
+
+
+def find_manage(target: Path, max_depth: int = 2) -> Path:
+    """manage.py in target, else in its subdirectories (breadth first, shallow)."""
+    level = [target]
+    for _ in range(max_depth + 1):
+        found = sorted(d for d in level if (d / "manage.py").is_file())
+        if found:
+            return found[0]
+        level = [
+            sub
+            for d in level
+            for sub in sorted(d.iterdir())
+            if sub.is_dir() and sub.name not in SKIP_DIRS and not sub.name.startswith(".")
+        ]
+    raise UsageError(f"{target}: not a Django project (no manage.py here or in its subdirectories)")
+
+
+def settings_module_of(manage_py: Path) -> str:
+    text = manage_py.read_text(errors="replace")
+    m = re.search(
+        r"DJANGO_SETTINGS_MODULE['\"]\s*,\s*['\"]([A-Za-z_][\w.]*)['\"]", text
+    ) or re.search(r"DJANGO_SETTINGS_MODULE['\"]\s*\]\s*=\s*['\"]([A-Za-z_][\w.]*)['\"]", text)
+    if m:
+        return m.group(1)
+    candidates = sorted(manage_py.parent.glob("*/settings.py"))
+    if len(candidates) == 1:
+        return f"{candidates[0].parent.name}.settings"
+    raise UsageError(
+        f"{manage_py}: no DJANGO_SETTINGS_MODULE default found "
+        "(expected os.environ.setdefault('DJANGO_SETTINGS_MODULE', '<package>.settings'))"
+    )
+
+
+def module_file(root: Path, module: str) -> Path | None:
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def setting(text: str, name: str) -> str | None:
+    """The string value of a top-level `NAME = '...'` assignment, if there is one."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        tree = None
+    if tree is not None:
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == name for t in node.targets
+            ):
+                if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                    return node.value.value
+                return ast.unparse(node.value)
+    return None
+
+
+def sanitize_name(raw: str) -> str:
+    name = re.sub(r"[^a-z0-9_-]+", "-", raw.lower()).strip("-_")
+    name = re.sub(r"^[^a-z]+", "", name)[:NAME_MAX].rstrip("-_")
+    return name or "app"
+
+
+def git_root_of(path: Path) -> Path | None:
+    try:
+        p = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        return None
+    return Path(p.stdout.strip()).resolve() if p.returncode == 0 and p.stdout.strip() else None
+
+
+def git_branch(root: Path | None) -> str:
+    if root is None:
+        return "main"
+    p = subprocess.run(
+        ["git", "-C", str(root), "symbolic-ref", "--short", "-q", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    branch = p.stdout.strip()
+    return branch if re.fullmatch(r"[A-Za-z0-9._/-]+", branch or "") else "main"
+
+
+def requirement_names(text: str) -> set[str]:
+    names = set()
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+        if m and not line.startswith("-"):
+            names.add(re.sub(r"[-_.]+", "-", m.group(1).lower()))
+    return names
+
+
+def find_requirements(manage_dir: Path, notes: list[str], facts: list[str]):
+    """(path relative to manage_dir, text to write or None)."""
+    for rel in REQUIREMENT_FILES:
+        if (manage_dir / rel).is_file():
+            text = (manage_dir / rel).read_text(errors="replace")
+            facts.append(f"requirements {rel}")
+            names = requirement_names(text)
+            if "gunicorn" not in names:
+                notes.append(f"add gunicorn to {rel}: the servers run the app with it")
+            if not names & {"psycopg", "psycopg2", "psycopg2-binary", "psycopg-binary"}:
+                notes.append(
+                    f"add psycopg[binary] to {rel}: test and live use PostgreSQL "
+                    "(or set database: sqlite in environments.yaml)"
+                )
+            return rel, None
+    deps: list[str] = []
+    pyproject = manage_dir / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            deps = list(tomllib.loads(pyproject.read_text()).get("project", {}).get("dependencies"))
+        except (tomllib.TOMLDecodeError, TypeError):
+            deps = []
+    if deps:
+        facts.append("dependencies from pyproject.toml")
+        origin = "pyproject.toml [project] dependencies"
+    else:
+        deps = [_django_requirement()]
+        facts.append("no requirements file")
+        origin = "the Django next to mlctl (no requirements file or pyproject.toml dependencies)"
+    names = requirement_names("\n".join(deps))
+    if "gunicorn" not in names:
+        deps.append("gunicorn")
+    if not names & {"psycopg", "psycopg2", "psycopg2-binary", "psycopg-binary"}:
+        deps.append("psycopg[binary]")
+    notes.append(
+        f"requirements.txt was made from {origin}: mlctl installs a requirements file into each "
+        "release's venv; pin the versions and keep it in sync"
+    )
+    header = (
+        "# Written by `mlctl init` from " + origin + ".\n"
+        "# mlctl installs this file into each release's venv: pin versions (e.g. pip freeze).\n"
+    )
+    return "requirements.txt", header + "".join(f"{d}\n" for d in deps)
+
+
+def _django_requirement() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"Django=={version('django')}"
+    except Exception:  # noqa: BLE001 — Django is not installed next to mlctl
+        return "Django"
+
+
+def uses_pytest(manage_dir: Path, git_root: Path | None) -> bool:
+    for d in {manage_dir, git_root or manage_dir}:
+        if (d / "pytest.ini").is_file() or (d / "conftest.py").is_file():
+            return True
+        for name in ("pyproject.toml", "setup.cfg", "tox.ini"):
+            f = d / name
+            if f.is_file() and re.search(
+                r"^\[(tool:pytest|tool\.pytest[^\]]*|pytest)\]", f.read_text(errors="replace"), re.M
+            ):
+                return True
+    return False
+
+
+def inspect(target: Path) -> Project:
+    manage_dir = find_manage(target)
+    facts: list[str] = []
+    notes: list[str] = []
+    settings_module = settings_module_of(manage_dir / "manage.py")
+    settings_file = module_file(manage_dir, settings_module)
+    if settings_file is None:
+        raise UsageError(
+            f"settings module {settings_module} not found under {manage_dir} "
+            "(mlctl expects packages next to manage.py)"
+        )
+    facts.append(f"settings {settings_module}")
+    text = settings_file.read_text(errors="replace")
+
+    # The WSGI application: WSGI_APPLICATION, else <package>/wsgi.py.
+    wsgi = ""
+    dotted = setting(text, "WSGI_APPLICATION")
+    if dotted and re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*", dotted):
+        module, _, attr = dotted.rpartition(".")
+        if module_file(manage_dir, module):
+            wsgi = f"{module}:{attr}"
+    if not wsgi:
+        top = settings_module.split(".")[0]
+        if module_file(manage_dir, f"{top}.wsgi"):
+            wsgi = f"{top}.wsgi:application"
+    if wsgi:
+        facts.append(f"WSGI {wsgi}")
+    else:
+        notes.append("no WSGI module found: wsgi_deploy.py builds Django's default application")
+
+    # Static files and the database, as the settings text says.
+    static_root = setting(text, "STATIC_ROOT")
+    static_url = setting(text, "STATIC_URL")
+    facts.append(f"STATIC_ROOT {static_root}" if static_root else "STATIC_ROOT unset")
+    if static_root and "staticfiles" not in static_root:
+        notes.append(
+            f"STATIC_ROOT is {static_root} in {settings_module}; on servers settings_deploy.py "
+            "sets it to staticfiles/ next to manage.py, which nginx serves"
+        )
+    if static_url and static_url.strip("/") != "static":
+        notes.append(
+            f"STATIC_URL is {static_url!r}: mlctl's nginx site serves /static/ "
+            "(change one of them)"
+        )
+    engine = re.search(r"django\.db\.backends\.(\w+)", text)
+    url_style = bool(re.search(r"DATABASE_URL|dj_database_url|\benv\.db\(|\.db_url\(", text))
+    database = engine.group(1) if engine else ("DATABASE_URL" if url_style else "unknown")
+    facts.append(f"database {database}" + (" via DATABASE_URL" if url_style and engine else ""))
+    if engine and engine.group(1) not in ("sqlite3", "postgresql", "postgresql_psycopg2"):
+        notes.append(
+            f"the settings use {engine.group(1)}; mlctl manages PostgreSQL (test, live) and "
+            "SQLite (dev): the servers get PostgreSQL through DATABASE_URL"
+        )
+
+    git_root = git_root_of(target)
+    if git_root is None:
+        notes.append(
+            f"{target} is not in a git repository: mlctl deploys commits "
+            "(git init && git add -A && git commit)"
+        )
+    elif manage_dir != git_root and git_root not in manage_dir.parents:
+        raise UsageError(f"{manage_dir} is outside the git repository {git_root}")
+
+    requirements, req_text = find_requirements(manage_dir, notes, facts)
+    pytest = uses_pytest(manage_dir, git_root)
+    tests = "python -m pytest -q" if pytest else "python manage.py test"
+    facts.append(f"tests: {tests}")
+
+    top = settings_module.split(".")[0]
+    raw_name = top if top.lower() not in GENERIC_NAMES else manage_dir.name
+    if raw_name.lower() in GENERIC_NAMES and git_root is not None:
+        raw_name = git_root.name
+    return Project(
+        target=target,
+        manage_dir=manage_dir,
+        git_root=git_root,
+        settings_module=settings_module,
+        settings_file=settings_file,
+        wsgi=wsgi,
+        name=sanitize_name(raw_name),
+        requirements=requirements,
+        requirements_text=req_text,
+        tests=tests,
+        branch=git_branch(git_root),
+        facts=facts,
+        notes=notes,
+    )
+
+
+# ---------------------------------------------------------------- writing
+
+
+def template(name: str) -> str:
+    return files("mlctl").joinpath("templates", "init", name).read_text()
+
+
+def render(text: str, values: dict) -> str:
+    def sub(m: re.Match) -> str:
+        if m.group(1) not in values:
+            raise KeyError(f"template placeholder {{{{{m.group(1)}}}}} has no value")
+        return str(values[m.group(1)])
+
+    return PLACEHOLDER.sub(sub, text)
+
+
+def yaml_scalar(value: str) -> str:
+    """A YAML scalar that reads back as exactly this string."""
+    if re.fullmatch(r"[A-Za-z_./][A-Za-z0-9_./:-]*", value) and value.lower() not in (
+        "true",
+        "false",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "null",
+        "~",
+    ):
+        return value
+    return json.dumps(value)
+
+
+def _posix(p: Path) -> str:
+    s = p.as_posix()
+    return "." if s in ("", ".") else s
+
+
+def _rel(path: Path, start: Path) -> str:
+    import os
+
+    return _posix(Path(os.path.relpath(path, start)))
+
+
+def allowed_user() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 — no user name in this environment
+        user = ""
+    return user if re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", user or "") else "alice"
+
+
+def values_of(p: Project) -> dict:
+    repo_root = p.git_root or p.target
+    subdir = "" if p.manage_dir == repo_root else _rel(p.manage_dir, repo_root)
+    settings_deploy = p.module("settings_deploy")
+    wsgi_deploy_module = p.module("wsgi_deploy")
+    project_from_target = _rel(p.manage_dir, p.target)
+    target_from_root = _rel(p.target, repo_root)
+    inventory_path = (
+        "environments.yaml"
+        if target_from_root == "."
+        else (f"{target_from_root}/environments.yaml")
+    )
+    manage_cmd = (
+        "python manage.py"
+        if project_from_target == "."
+        else f"cd {project_from_target} && python manage.py"
+    )
+    tests_make = p.tests.replace("python ", "$(PYTHON) ", 1)
+    if project_from_target != ".":
+        tests_make = f"cd {project_from_target} && {tests_make}"
+    project_from_root = _rel(p.manage_dir, repo_root)
+    tests_hook = (
+        p.tests if project_from_root == "." else f"sh -c 'cd {project_from_root} && {p.tests}'"
+    )
+    if p.wsgi:
+        module, _, attr = p.wsgi.partition(":")
+        wsgi_expr = f'importlib.import_module("{module}").{attr}'
+        wsgi_shown = p.wsgi
+    else:
+        wsgi_expr = 'importlib.import_module("django.core.wsgi").get_wsgi_application()'
+        wsgi_shown = "Django's default application"
+    engine_note = "test and live: PostgreSQL, created by `mlctl setup`; dev: SQLite"
+    return {
+        "name": p.name,
+        "repo": yaml_scalar(_rel(repo_root, p.target)),
+        "subdir": yaml_scalar(subdir) if subdir else '""',
+        "settings_module": p.settings_module,
+        "settings_deploy": settings_deploy,
+        "wsgi": wsgi_shown,
+        "wsgi_expr": wsgi_expr,
+        "wsgi_deploy": f"{wsgi_deploy_module}:application",
+        "wsgi_deploy_module": wsgi_deploy_module,
+        "health_module": p.module("healthz"),
+        "depth": p.depth,
+        "requirements": yaml_scalar(p.requirements),
+        "tests": p.tests,
+        "tests_make": tests_make,
+        "tests_hook": tests_hook,
+        "database_note": engine_note,
+        "db_name": p.name.replace("-", "_"),
+        "branch": yaml_scalar(p.branch),
+        "allowed_user": allowed_user(),
+        "inventory_path": inventory_path,
+        "inventory_regex": re.escape(inventory_path),
+        "settings_deploy_file": _rel(p.deploy_dir / "settings_deploy.py", p.target),
+        "wsgi_deploy_file": _rel(p.deploy_dir / "wsgi_deploy.py", p.target),
+        "health_file": _rel(p.deploy_dir / "healthz.py", p.target),
+        "manage_cmd": manage_cmd,
+        "version": __version__,
+        "requirements_from_root": _rel(p.manage_dir / p.requirements, repo_root),
+        "requirements_from_inventory": _rel(p.manage_dir / p.requirements, p.target),
+        "project_from_root": project_from_root,
+        "inventory_dir_from_root": target_from_root,
+        "ci_logs_from_root": (
+            "ci-logs/" if target_from_root == "." else f"{target_from_root}/ci-logs/"
+        ),
+    }
+
+
+def render_files(p: Project, ci: str | None = None) -> dict[str, str]:
+    """Every file init writes: path relative to the target -> its text."""
+    v = values_of(p)
+    out = {
+        "environments.yaml": render(template("environments.yaml.tmpl"), v),
+        "fabfile.py": template("fabfile.py.tmpl"),
+        "tasks.py": template("tasks.py.tmpl"),
+        "Makefile": render(template("Makefile.tmpl"), v),
+        # pre-commit reads its configuration at the repository's root only.
+        _rel((p.git_root or p.target) / ".pre-commit-config.yaml", p.target): render(
+            template("pre-commit-config.yaml.tmpl"), v
+        ),
+        "WORKFLOW.md": render(template("WORKFLOW.md.tmpl"), v),
+        v["settings_deploy_file"]: render(template("settings_deploy.py.tmpl"), v),
+        v["wsgi_deploy_file"]: render(template("wsgi_deploy.py.tmpl"), v),
+        v["health_file"]: render(template("healthz.py.tmpl"), v),
+    }
+    if p.requirements_text is not None:
+        out[_rel(p.manage_dir / p.requirements, p.target)] = p.requirements_text
+    root = p.git_root or p.target
+    if ci == "github":
+        out[_rel(root / ".github/workflows/deploy.yml", p.target)] = render(
+            template("github-deploy.yml.tmpl"), v
+        )
+    elif ci == "gitlab":
+        out[_rel(root / ".gitlab-ci.yml", p.target)] = render(template("gitlab-ci.yml.tmpl"), v)
+    return out
