@@ -6,11 +6,14 @@ Many servers cannot reach a package registry; they install from the uploaded whe
 
 from __future__ import annotations
 
+import functools
 import io
+import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 
 from .errors import PreflightFailed
@@ -26,15 +29,25 @@ def platform_tags(machine: str, libc: str) -> list[str]:
     return tags + [f"manylinux2014_{machine}", f"linux_{machine}"]
 
 
+# Hosts build in parallel threads and usually share one wheelhouse: resolve it once.
+_building = threading.Lock()
+
+
 def build(req_hash: str, requirements: bytes, python: str, machine: str, libc: str) -> Path:
     """Download the wheels once into the cache; return the directory."""
     target = state_dir() / "wheelhouse" / req_hash
-    if (target / ".complete").exists():
-        return target
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    (target / "requirements.txt").write_bytes(requirements)
+    with _building:
+        if not (target / ".complete").exists():
+            _download(target, requirements, python, machine, libc)
+    return target
+
+
+def _download(target: Path, requirements: bytes, python: str, machine: str, libc: str) -> None:
+    """Resolve into a private temporary directory, then rename it into place (atomic)."""
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / "requirements.txt").write_bytes(requirements)
     argv = [
         sys.executable,
         "-m",
@@ -44,9 +57,9 @@ def build(req_hash: str, requirements: bytes, python: str, machine: str, libc: s
         "-q",
         "--only-binary=:all:",
         "--dest",
-        str(target),
+        str(tmp),
         "-r",
-        str(target / "requirements.txt"),
+        str(tmp / "requirements.txt"),
         "--python-version",
         python,
         "--implementation",
@@ -58,17 +71,20 @@ def build(req_hash: str, requirements: bytes, python: str, machine: str, libc: s
         argv += ["--platform", tag]
     p = subprocess.run(argv, capture_output=True, text=True)
     if p.returncode != 0:
-        shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         tail = (p.stderr.strip().splitlines() or ["pip download failed"])[-1]
         raise PreflightFailed(
             f"cannot resolve requirements for Python {python}: {tail[:200]}",
             "check requirements.txt, or set build.install: remote",
         )
-    (target / ".complete").touch()
-    return target
+    (tmp / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)  # an incomplete one left by a killed run
+    os.replace(tmp, target)
 
 
+@functools.lru_cache(maxsize=4)
 def tarball(directory: Path) -> bytes:
+    """The wheels as one tar, built once per wheelhouse however many hosts receive it."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for f in sorted(directory.iterdir()):

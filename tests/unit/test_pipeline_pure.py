@@ -117,3 +117,41 @@ def test_example_app_own_tests_pass():
         timeout=300,
     )
     assert p.returncode == 0, p.stdout[-2000:]
+
+
+def test_parallel_hosts_resolve_one_wheelhouse_once(tmp_path, monkeypatch):
+    """Host threads share a wheelhouse: one download, no thread deletes another's directory."""
+    import threading
+
+    monkeypatch.setenv("MLCTL_STATE_DIR", str(tmp_path))
+    calls = []
+
+    def fake_run(argv, **kwargs):
+        calls.append(argv)
+        dest = Path(argv[argv.index("--dest") + 1])
+        time.sleep(0.2)  # long enough for the other threads to pile up
+        (dest / "pkg-1.0-py3-none-any.whl").write_bytes(b"wheel")
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(wheelhouse.subprocess, "run", fake_run)
+    results, errors = [], []
+
+    def build():
+        try:
+            results.append(wheelhouse.build("h1", b"pkg==1.0\n", "3.11", "x86_64", "2.36"))
+        except Exception as e:  # noqa: BLE001 — the assertion below reports it
+            errors.append(e)
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(calls) == 1
+    assert len(set(results)) == 1 and (results[0] / ".complete").exists()
+    assert sorted(p.name for p in results[0].iterdir()) == [
+        ".complete",
+        "pkg-1.0-py3-none-any.whl",
+        "requirements.txt",
+    ]
+    assert b"pkg-1.0" in wheelhouse.tarball(results[0])
