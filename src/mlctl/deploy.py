@@ -7,16 +7,26 @@ the release it served before, and the lock is released in `finally`, also on Ctr
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 
 from . import console, guards, prune, setup, source, steps, wheelhouse
 from .commands import release as relcmd
-from .errors import DeployFailed, GuardRefused, MlctlError, PreflightFailed
+from .errors import (
+    ConnectError,
+    DeployFailed,
+    GuardRefused,
+    MlctlError,
+    NeedsOperator,
+    PreflightFailed,
+)
 from .journal import local_user
 from .layout import Layout
 from .selection import open_session
 from .session import Result
-from .shell import Cmd
+from .shell import Cmd, mask
 
 MIN_FREE = 300 * 1024 * 1024  # a venv build needs about this much
 
@@ -71,6 +81,7 @@ class Deploy:
         self.snapshots: dict = {}
         self.migrated: list = []
         self.stage = "preflight"
+        self.needs_operator = False
 
     # ------------------------------------------------------------ the pipeline
 
@@ -85,6 +96,7 @@ class Deploy:
                 h.stream = _printer(h, streamed=True)
         try:
             self.lock_all()
+            self.stage = "build"
             sess.each(self.build)
             self.stage = "migrate"
             self.migrate()
@@ -119,6 +131,8 @@ class Deploy:
             raise PreflightFailed(
                 f"{host.name}: not set up (no shared .env)", f"run `mlctl {name} setup` first"
             )
+        if not self.cfg.local:
+            steps.learn_env_secrets(host)
         if facts["free_bytes"] < MIN_FREE:
             free = facts["free_bytes"] // (1024 * 1024)
             raise PreflightFailed(
@@ -129,15 +143,15 @@ class Deploy:
     def lock_all(self) -> None:
         """The first host's lock decides between two concurrent runs; then the rest."""
         first, rest = self.sess.hosts[0], self.sess.hosts[1:]
-        steps.lock(first, "deploy", self.rid)
-        self.locked.append(first)
 
         def take(h):
             steps.lock(h, "deploy", self.rid)
             self.locked.append(h)
 
-        if rest:
-            self.sess.each(take, rest)
+        with deferred_interrupt():  # every lock taken must be known, to record and release it
+            take(first)
+            if rest:
+                self.sess.each(take, rest)
         self.sess.each(self.clean_partials)
 
     def clean_partials(self, host) -> None:
@@ -229,6 +243,16 @@ class Deploy:
             try:
                 self.migrated.append(host)
                 steps.migrate(host, self.rel)
+            except ConnectError as e:
+                # The migration may still be running on the host: restoring the snapshot under
+                # it (or reversing it) could corrupt the database. Stop; an operator decides.
+                self.migrated.remove(host)
+                raise NeedsOperator(
+                    f"{e.message}; the migration may still be running, so the snapshot "
+                    f"{self.snapshots[host.name]} was NOT restored and nothing was switched",
+                    "when it has finished, inspect the schema, then `mlctl ENV restore "
+                    "SNAPSHOT` or deploy again",
+                ) from None
             except MlctlError as e:
                 if self.snapshots[host.name]:
                     console.warn(
@@ -250,8 +274,10 @@ class Deploy:
             self.sess.each(self.switch_one, group)
 
     def switch_one(self, host) -> None:
-        host.run("switch current", relcmd.switch(self.lay, self.rid))
+        # Counted as switched before the command: if the connection drops during it, the link
+        # may have moved, and putting it back (idempotent) is always right.
         self.switched.append(host)
+        host.run("switch current", relcmd.switch(self.lay, self.rid))
         steps.restart(host)
         steps.health(host, self.rid)
         if not self.dry:
@@ -284,15 +310,34 @@ class Deploy:
     def fail(self, error: BaseException) -> None:
         """Put every host back on the release it served before; nothing half-done stays current."""
         why = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        self.needs_operator = isinstance(error, NeedsOperator)
         self.sess.journal.record("", "deploy", outcome="failed", stage=self.stage, error=why)
         if self.dry:
             return
+        # Cleanup must reach every host: reopen connections a cut link closed.
+        self.sess.each_settled(self.sess.reconnect)
         if self.switched:
             self.revert(why)
-        elif self.built:
-            self.sess.each_settled(self.discard)
-        if self.migrated and not self.switched:
+            return
+        if self.migrated:  # before discarding: reversing needs this release's code
             self.sess.each_settled(self.undo_migration, self.migrated)
+        if self.built and not self.needs_operator:  # its migration may still be using the code
+            self.sess.each_settled(self.discard)
+        # Every run that took a lock leaves its outcome next to its "started" record.
+        self.sess.each_settled(lambda h: self.record_failure(h, why), list(self.locked))
+
+    def record_failure(self, host, why: str) -> None:
+        steps.history(
+            host,
+            {
+                "event": "finished",
+                "action": "deploy",
+                "release": self.rid,
+                "outcome": "needs-operator" if self.needs_operator else "failed",
+                "stage": self.stage,
+                "error": mask(why, self.sess.secrets)[:300],
+            },
+        )
 
     def revert(self, why: str) -> None:
         console.warn(f"rolling every host back after: {why}")
@@ -302,21 +347,23 @@ class Deploy:
 
     def back_to_previous(self, host) -> None:
         previous = host.facts.get("current")
-        if host in self.switched and previous:
-            host.run("switch back", relcmd.switch(self.lay, previous))
-            steps.restart(host)
-            steps.health(host, previous)
-        steps.write_meta(host, self.meta("bad"))
-        steps.history(
-            host,
-            {
-                "event": "finished",
-                "action": "deploy",
-                "release": self.rid,
-                "outcome": "bad",
-                "serving": previous,
-            },
-        )
+        try:
+            if host in self.switched and previous:
+                host.run("switch back", relcmd.switch(self.lay, previous))
+                steps.restart(host)
+                steps.health(host, previous)
+        finally:  # the outcome is recorded even when the old release's health check fails too
+            steps.write_meta(host, self.meta("bad"))
+            steps.history(
+                host,
+                {
+                    "event": "finished",
+                    "action": "deploy",
+                    "release": self.rid,
+                    "outcome": "bad",
+                    "serving": previous,
+                },
+            )
 
     def undo_migration(self, host) -> None:
         """Reverse this release's migrations with its own code, else restore the snapshot."""
@@ -362,6 +409,32 @@ class Deploy:
             "status": status,
             "run_id": self.sess.journal.run_id,
         }
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Hold a Ctrl-C until the block ends (a second one goes through at once).
+
+    Taking the locks runs in threads that a Ctrl-C would not stop: a lock they take after the
+    interrupt would be left without its outcome in the history, and held.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list = []
+
+    def hold(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 def _json(value) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from .errors import UsageError
 
@@ -26,6 +27,14 @@ def check_release_id(value: str) -> str:
     if not RELEASE_ID.match(value or ""):
         raise UsageError(f"invalid release id {value!r} (expected YYYYmmddHHMMSS-<commit>)")
     return value
+
+
+def check_shared_name(name: str) -> str:
+    """A shared file or dir is linked (after an `rm -rf`) in a release: a plain relative name."""
+    parts = PurePosixPath(name).parts
+    if not parts or name.startswith(("/", "-")) or ".." in parts:
+        raise UsageError(f"shared entry {name!r} must be a relative name inside the release")
+    return name
 
 
 @dataclass(frozen=True)

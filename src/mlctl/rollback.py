@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from . import console, guards, steps
 from .commands import release as relcmd
-from .errors import NeedsOperator, RollbackFailed
+from .errors import MlctlError, NeedsOperator, RollbackFailed
 from .layout import Layout, check_release_id
 from .selection import open_session
 from .shell import Cmd
@@ -36,12 +36,33 @@ def rollback_task(sel, to=None, db="auto", yes=False) -> int:
                 steps.lock(h, "rollback", target)
                 locked.append(h)
             run(sess, target, db)
+        except BaseException as e:
+            record_failure(locked, target, db, e)
+            raise
         finally:
             sess.each_settled(steps.unlock, locked)
     finally:
         sess.close()
     console.done(f"{cfg.name}: serving {target}")
     return 0
+
+
+def record_failure(hosts: list, target: str, db: str, error: BaseException) -> None:
+    """Every "started" record gets its outcome, also when the rollback fails."""
+    why = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+    event = {
+        "event": "finished",
+        "action": "rollback",
+        "release": target,
+        "db": db,
+        "outcome": "failed",
+        "error": why,
+    }
+    for h in hosts:
+        try:
+            steps.history(h, event)
+        except MlctlError:
+            pass  # the host is unreachable: the error itself is what the user must see
 
 
 def choose_target(sess, to: str | None) -> str:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from invoke.exceptions import CommandTimedOut
+from paramiko import SSHException
 
 from . import console
 from .connection import local_context, open_connection, ssh_user_for
@@ -18,6 +19,8 @@ from .errors import CommandTimeout, ConnectError, GuardRefused, MlctlError, Remo
 from .inventory import EnvConfig
 from .journal import Journal
 from .shell import Cmd, mask, wrap
+
+LOST = -1  # Invoke's exit code when the channel closed without an exit status
 
 
 @dataclass
@@ -81,8 +84,12 @@ class Host:
                 f"{self.name}: step '{step}' timed out after {timeout:g}s",
                 "raise timeouts.command or check the host",
             ) from None
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, SSHException) as e:
             raise ConnectError(f"{self.name}: connection lost during '{step}': {e}") from None
+        if res.code == LOST and not self.local:
+            # The channel closed without an exit status: the command's outcome is unknown.
+            sess.journal.record(self.name, step, command=shown, outcome="connection lost")
+            raise ConnectError(f"{self.name}: connection lost during '{step}'")
         outcome = "ok" if res.ok else ("warn" if warn else "failed")
         sess.journal.record(
             self.name,
@@ -114,6 +121,8 @@ class Host:
             self.c, wrapped.render(), data, timeout
         )
         res = Result(out, err, code, _ms(start))
+        if code == LOST and not self.local:
+            raise ConnectError(f"{self.name}: connection lost during '{step}'")
         sess.journal.record(
             self.name,
             step,
@@ -137,7 +146,7 @@ def _stream_remote(conn, command: str, data: bytes, timeout: float):
         chan.shutdown_write()
         out, err = _drain(chan)
         return chan.recv_exit_status(), out, err
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, SSHException) as e:
         raise ConnectError(f"{conn.host}: connection lost while streaming: {e}") from None
     finally:
         chan.close()
@@ -214,7 +223,7 @@ class Session:
                     f"{self.cfg.name} is refused",
                     "set a deploy user, or allow_root: true",
                 )
-        self.each(lambda h: setattr(h, "c", h.c or open_connection(h.name, s)))
+        self.each(lambda h: setattr(h, "c", h.c or _open(h.name, s)))
 
     def each(self, fn, hosts: list[Host] | None = None) -> list:
         """Run fn(host) on every host in parallel; re-raise the first error after all finish."""
@@ -246,6 +255,24 @@ class Session:
         finally:
             pool.shutdown(wait=False)
 
+    def reconnect(self, host: Host) -> None:
+        """Open a new connection if the host's one was lost (cleanup must reach every host);
+        retried until timeouts.connect runs out, as a cut link may come back."""
+        transport = getattr(host.c, "transport", None)
+        if self.cfg.local or host.c is None or (transport is not None and transport.is_active()):
+            return
+        console.warn(f"{host.name}: connection lost; reconnecting")
+        deadline = time.monotonic() + self.cfg["timeouts"]["connect"]
+        while True:
+            try:
+                host.c.close()
+                host.c = open_connection(host.name, self.cfg.settings)
+                return
+            except ConnectError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1)
+
     def close(self) -> None:
         for h in self.hosts:
             close = getattr(h.c, "close", None)
@@ -254,6 +281,17 @@ class Session:
                     close()
                 except Exception:  # noqa: BLE001 — closing must not mask the real error
                     pass
+
+
+def _open(name: str, settings: dict):
+    try:
+        return open_connection(name, settings)
+    except ConnectError as e:
+        if "timed out" not in e.message:
+            raise
+        # Name the setting that fired, so the one-line error says what to raise.
+        wait = settings["timeouts"]["connect"]
+        raise ConnectError(e.message, f"is the host up? (timeouts.connect = {wait:g}s)") from None
 
 
 def _settle(fn, host):

@@ -13,12 +13,14 @@ from importlib.resources import files
 from urllib.parse import quote as urlquote
 
 from . import console, guards, steps
+from .commands.db import load_env
 from .errors import PreflightFailed, UsageError
 from .layout import Layout, unit_name
 from .selection import open_session
 from .shell import Cmd, Raw, script
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
+DEPLOY_TO = re.compile(r"^/[A-Za-z0-9._/-]+$")
 SERVER_NAME = re.compile(r"^[A-Za-z0-9._* -]{1,200}$")
 
 
@@ -44,6 +46,11 @@ def validate(cfg) -> None:
         raise UsageError(f"project.name {cfg.project['name']!r}: use a-z, 0-9, - and _")
     if not SERVER_NAME.match(cfg["server_name"]):
         raise UsageError(f"server_name {cfg['server_name']!r}: invalid characters")
+    if not DEPLOY_TO.match(cfg["deploy_to"]):
+        raise UsageError(
+            f"deploy_to {cfg['deploy_to']!r}: use letters, digits, / . _ - only "
+            "(it goes into systemd units and the nginx site)"
+        )
     if not NAME.match(cfg["app_user"]):
         raise UsageError(f"app_user {cfg['app_user']!r}: invalid user name")
 
@@ -298,9 +305,8 @@ def ensure_database(host, cfg, values: dict) -> bool:
             "database login",
             Cmd(
                 (
-                    Raw("set -a &&"),
-                    Cmd.of(".", lay.env_file),
-                    Raw("&& set +a && psql -tAc 'select 1'"),
+                    load_env(lay.env_file),
+                    Raw("&& psql -tAc 'select 1'"),
                 )
             ),
             warn=True,

@@ -18,7 +18,7 @@ from .commands import service
 from .errors import DeployFailed, LockHeld
 from .journal import local_user
 from .layout import Layout, unit_name
-from .shell import Cmd
+from .shell import Cmd, Raw
 
 
 def layout(host) -> Layout:
@@ -30,6 +30,36 @@ def gather_facts(host) -> dict:
     r = host.run("facts", Cmd.of(cfg["python"], "-c", remote.source("facts"), cfg["deploy_to"]))
     host.facts = json.loads(r.stdout)
     return host.facts
+
+
+# Names, users and paths in the shared .env are not secret; every other value is treated as one.
+ENV_PUBLIC = (
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "MEDIA_ROOT",
+    "STATIC_ROOT",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "TIME_ZONE",
+    "LOG_LEVEL",
+)
+
+
+def learn_env_secrets(host) -> None:
+    """Add the shared .env's values (SECRET_KEY, PGPASSWORD, …) to the mask: a failing step's
+    output may show them, and the inventory alone does not know the generated ones."""
+    lay = layout(host)
+    r = host.run(
+        "read .env secrets", Cmd((Cmd.of("cat", lay.env_file), Raw("2>/dev/null || true")))
+    )
+    values = []
+    for line in r.stdout.splitlines():
+        key, eq, value = line.partition("=")
+        if eq and not key.startswith("#") and key.strip().upper() not in ENV_PUBLIC:
+            values.append(value.strip())
+    host.session.add_secrets(values)
 
 
 # ---------------------------------------------------------------- lock and history
@@ -58,26 +88,38 @@ def _pid() -> int:
 
 
 def lock(host, action: str, release: str = "") -> None:
-    """Take the host's deploy lock, taking over a stale one; LockHeld names a live holder."""
+    """Take the host's deploy lock, taking over a stale one and waiting up to
+    timeouts.lock_wait for a live holder; LockHeld names a live holder."""
     lay = layout(host)
     record = holder_record(host, action, release)
     data = (json.dumps(record) + "\n").encode()
-    for attempt in (1, 2):
+    timeouts = host.session.cfg["timeouts"]
+    deadline = time.monotonic() + timeouts["lock_wait"]
+    took_over = False
+    while True:
         r = _try_lock(host, lay, data)
         if r is None:
             return
         holder = _parse(r)
-        stale = stale_reason(holder, host.session.cfg["timeouts"]["lock_stale"])
-        if not stale or attempt == 2:
-            raise LockHeld(
-                f"{host.name}: deploy lock held by {describe_holder(holder)}",
-                "wait for it to finish, or `mlctl ENV unlock` if it is stale",
-            )
-        host.session.journal.record(host.name, "lock", outcome="stale-taken-over", holder=holder)
-        from . import console
+        stale = stale_reason(holder, timeouts["lock_stale"])
+        if stale and not took_over:
+            _take_over(host, lay, holder, stale)
+            took_over = True
+            continue
+        if not stale and time.monotonic() < deadline:
+            time.sleep(1)  # a live holder: wait for it, as long as lock_wait allows
+            continue
+        waited = f" after waiting {timeouts['lock_wait']:g}s" if timeouts["lock_wait"] else ""
+        raise LockHeld(
+            f"{host.name}: deploy lock held by {describe_holder(holder)}{waited}",
+            "wait for it to finish (timeouts.lock_wait), or `mlctl ENV unlock` if it is stale",
+        )
 
-        console.warn(f"{host.name}: taking over stale lock of {describe_holder(holder)} ({stale})")
-        host.run("remove stale lock", lockcmd.take_over(lay, host.session.journal.run_id))
+
+def _take_over(host, lay: Layout, holder: dict, stale: str) -> None:
+    host.session.journal.record(host.name, "lock", outcome="stale-taken-over", holder=holder)
+    console.warn(f"{host.name}: taking over stale lock of {describe_holder(holder)} ({stale})")
+    host.run("remove stale lock", lockcmd.take_over(lay, host.session.journal.run_id))
 
 
 def _try_lock(host, lay: Layout, data: bytes):
@@ -182,7 +224,14 @@ def restart(host) -> None:
             ),
         )
     else:
-        host.run("restart gunicorn", service.systemd_restart(unit_name(cfg.project["name"])))
+        host.run("restart gunicorn", systemd_restart(unit_name(cfg.project["name"])))
+
+
+def systemd_restart(unit: str) -> Cmd:
+    """Restart, first clearing systemd's start rate limit: a deploy, its automatic rollback and a
+    bounce restart within seconds, and a unit that hit the limit refuses to start (all 502s)."""
+    reset = Cmd.of("systemctl", "reset-failed", f"{unit}.service", f"{unit}.socket")
+    return Cmd((reset, Raw("2>/dev/null;"), service.systemd_restart(unit)))
 
 
 def health(host, release: str | None, timeout: float | None = None) -> None:

@@ -157,4 +157,5 @@ def test_summary_file_is_written_for_ci_also_on_failure(project, tmp_path):
     r = run(project, "fab", "live", "deploy", env={"MLCTL_SUMMARY": str(bad)})
     assert r.returncode == 4
     data = json.loads(bad.read_text())
-    assert data["outcome"] == "failed" and "needs confirmation" in data["error"]
+    assert (data["outcome"], data["exit_code"]) == ("failed", 4)
+    assert data["error"] == r.stderr.strip().removeprefix("error: ")  # the same one line

@@ -24,6 +24,12 @@ HOSTILE = [
     ("a|b&c>d", "'a|b&c>d'"),
 ]
 
+# The .env is read line by line and exported as data, never sourced as shell.
+LOAD_ENV = (
+    'while IFS= read -r _l || [ -n "$_l" ]; do case "$_l" in *=*) ;; *) continue ;; esac;'
+    ' case "${_l%%=*}" in ""|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac; export "$_l"; done <'
+)
+
 
 @pytest.mark.parametrize(("value", "quoted"), HOSTILE, ids=[repr(v) for v, _ in HOSTILE])
 def test_words_are_quoted(value, quoted):
@@ -163,7 +169,7 @@ def test_release_builders_exact():
         f"ln -sfn '/srv/my app/venvs/h' '/srv/my app/releases/{RID}/.venv'"
     )
     assert release.manage(f"/srv/app/releases/{RID}", "migrate", "--noinput").render() == (
-        f"cd /srv/app/releases/{RID} && set -a && . ./.env && set +a && "
+        f"cd /srv/app/releases/{RID} && {LOAD_ENV} ./.env && "
         "./.venv/bin/python manage.py migrate --noinput"
     )
     assert release.write_file("/srv/a;b", "0640").render() == (
@@ -185,7 +191,7 @@ def test_lock_and_db_builders_exact():
         "rm -rf /srv/app/.mlctl/lock.stale-r1 ;"
     )
     assert db.snapshot("postgresql", "/srv/app/shared/.env", "/b/x $(id).dump").render() == (
-        "set -a && . /srv/app/shared/.env && set +a && pg_dump -Fc --no-owner --no-acl "
+        f"{LOAD_ENV} /srv/app/shared/.env && pg_dump -Fc --no-owner --no-acl "
         "-f '/b/x $(id).dump' && test -s '/b/x $(id).dump' && "
         "pg_restore --list '/b/x $(id).dump' >/dev/null 2>&1"
     )

@@ -23,8 +23,26 @@ _SQLITE_VERIFY = (
 )
 
 
+def load_env(env_file: str) -> Cmd:
+    """Export the .env's KEY=VALUE lines without evaluating them.
+
+    The file holds plain values as the app reads them, not shell: sourcing it would run a value's
+    `$(...)`, backticks or `; cmd`. Each line is exported as one word, so a value stays data.
+    """
+    return Cmd(
+        (
+            Raw(
+                'while IFS= read -r _l || [ -n "$_l" ]; do case "$_l" in *=*) ;; *) continue ;;'
+                ' esac; case "${_l%%=*}" in ""|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac;'
+                ' export "$_l"; done <'
+            ),
+            Cmd.of(env_file),
+        )
+    )
+
+
 def _with_env(env_file: str, cmd: Cmd) -> Cmd:
-    return Cmd((Raw("set -a &&"), Cmd.of(".", env_file), Raw("&& set +a &&"), cmd))
+    return Cmd((load_env(env_file), Raw("&&"), cmd))
 
 
 def snapshot(

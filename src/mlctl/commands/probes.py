@@ -116,9 +116,12 @@ def as_app(argv):
 
 
 def in_release(argv):
-    # The release's .env is exported like `manage.py` sees it under gunicorn.
-    shell = ('cd "$1" && if [ -f ./.env ]; then set -a && . ./.env && set +a; fi'
-             ' && shift && exec "$@"')
+    # The release's .env is exported like `manage.py` sees it, line by line as data (the same loop
+    # as commands/db.load_env): sourcing it would run a value's `$(...)` as root.
+    shell = ('cd "$1" && if [ -f ./.env ]; then while IFS= read -r _l || [ -n "$_l" ]; do'
+             ' case "$_l" in *=*) ;; *) continue ;; esac;'
+             ' case "${_l%%=*}" in ""|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac;'
+             ' export "$_l"; done < ./.env; fi && shift && exec "$@"')
     return as_app(["sh", "-c", shell, "sh", path("current")] + argv)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ..layout import Layout
+from ..layout import Layout, check_shared_name
 from ..shell import Cmd, Raw, script
+from .db import load_env
 
 
 def manage(rel: str, *args: str) -> Cmd:
@@ -11,7 +12,9 @@ def manage(rel: str, *args: str) -> Cmd:
     return Cmd(
         (
             Cmd.of("cd", rel),
-            Raw("&& set -a && . ./.env && set +a &&"),
+            Raw("&&"),
+            load_env("./.env"),
+            Raw("&&"),
             Cmd.of("./.venv/bin/python", "manage.py", *args),
         )
     )
@@ -22,7 +25,9 @@ def python_in(rel: str, code: str, *args: str) -> Cmd:
     return Cmd(
         (
             Cmd.of("cd", rel),
-            Raw("&& set -a && . ./.env && set +a &&"),
+            Raw("&&"),
+            load_env("./.env"),
+            Raw("&&"),
             Cmd.of("./.venv/bin/python", "-c", code, *args),
         )
     )
@@ -53,6 +58,8 @@ def finish_tree(lay: Layout, rid: str, shared_files: list[str], shared_dirs: lis
             )
         ),
     ]
+    for name in [*shared_dirs, *shared_files]:
+        check_shared_name(name)  # MLCTL_* and --set values never passed the inventory's check
     for name in shared_dirs:
         steps += [
             Cmd.of("mkdir", "-p", f"{lay.shared}/{name}"),

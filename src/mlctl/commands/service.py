@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..shell import Cmd, Raw, script
+from .db import load_env
 
 
 def systemd_restart(unit: str) -> Cmd:
@@ -37,7 +38,9 @@ def pidfile_start(current: str, pidfile: str, bind: str, wsgi: str, logfile: str
         Cmd(
             (
                 Cmd.of("cd", current),
-                Raw("&& set -a && . ./.env && set +a &&"),
+                Raw("&&"),
+                load_env("./.env"),
+                Raw("&&"),
                 Cmd.of(
                     "./.venv/bin/gunicorn",
                     "--daemon",

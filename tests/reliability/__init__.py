@@ -1,0 +1,1 @@
+"""Reliability and security battery (issue 6): faults, bad input, concurrency, attacks."""

@@ -1,0 +1,54 @@
+"""The battery's own farm (prefix mlrel, its own subnet) and the deployed world every case uses.
+
+Other suites run farms named mlctl, mlinit and mlbench at the same time; this one never touches
+theirs: cleanup only ever names this prefix and working directory.
+"""
+
+from __future__ import annotations
+
+import atexit
+from pathlib import Path
+
+import pytest
+
+from tests.hosts import Farm
+from tests.hosts.fixtures import require_boot
+
+from .harness import World
+from .invariants import check_world
+
+WORKDIR = Path("/tmp/mlctl-rel-farm")
+PREFIX = "mlrel"
+NETWORK = "198.51.100.64/26"
+
+
+@pytest.fixture(scope="session")
+def relfarm():
+    """Three booted hosts of our own, torn down at the end (also at interpreter exit)."""
+    require_boot()
+    farm = Farm(3, workdir=WORKDIR, prefix=PREFIX, network=NETWORK, boot_timeout=120)
+    atexit.register(farm.down)
+    try:
+        farm.up()
+        yield farm
+    finally:
+        try:
+            farm.down()
+        finally:
+            atexit.unregister(farm.down)
+
+
+@pytest.fixture(scope="session")
+def world(relfarm, tmp_path_factory):
+    """The example app set up and deployed on all three hosts, a canary table in each database."""
+    w = World(relfarm, tmp_path_factory.mktemp("rel"))
+    w.bootstrap()
+    return w
+
+
+@pytest.fixture()
+def case(world, request):
+    """A case: the world, and after the case the invariants on every host."""
+    world.begin(request.node.name)
+    yield world
+    check_world(world)
