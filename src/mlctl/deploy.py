@@ -180,19 +180,7 @@ class Deploy:
         venv = self.ensure_venv(host)
         host.run("link venv", relcmd.link_venv(self.lay, self.rid, venv))
         host.run("collectstatic", relcmd.manage(self.rel, "collectstatic", "--noinput", "-v", "0"))
-        user = self.cfg["app_user"]
-        host.run(
-            "check --deploy",
-            relcmd.manage(self.rel, "check", "--deploy", "--fail-level", "WARNING"),
-            root=False,
-            user=user,
-        )
-        host.run(
-            "import WSGI app",
-            relcmd.wsgi_import(self.rel, self.cfg.project["wsgi"]),
-            root=False,
-            user=user,
-        )
+        host.facts["pending"] = steps.verify_release(host, self.rel)
         for i, hook in enumerate(self.cfg["hooks"]["after_build"]):
             host.run(
                 f"hook after_build[{i}]",
@@ -232,8 +220,7 @@ class Deploy:
                 steps.snapshot(h, f"{self.rid}-before-migrate")
                 steps.migrate(h, self.rel)
             return
-        pending = self.sess.each(lambda h: (h, steps.migration_info(h, self.rel, "pending")), hosts)
-        for host, names in pending:
+        for host, names in [(h, h.facts["pending"]) for h in hosts]:
             if not names:
                 console.step(host.name, "no migration pending; snapshot skipped")
                 continue

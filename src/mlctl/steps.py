@@ -303,6 +303,18 @@ def db_hosts(sess) -> list:
     return list(sess.hosts) if per_host else sess.hosts[:1]
 
 
+def verify_release(host, rel: str) -> list[str]:
+    """check --deploy, the WSGI import and the pending migrations, in one Django process run as
+    the app user; returns the migrations this release would apply."""
+    project = host.session.cfg.project
+    cmd = relcmd.python_in(
+        rel, remote.source("verify"), project["settings_module"], project["wsgi"]
+    )
+    r = host.run("verify release", cmd, root=False, user=host.session.cfg["app_user"])
+    lines = r.stdout.strip().splitlines()
+    return json.loads(lines[-1])["pending"] if lines else []  # no output: a --dry-run
+
+
 def migration_info(host, rel: str, *args: str):
     """Ask a release's own code about migrations (leaves, pending, backwards plan)."""
     settings = host.session.cfg.project["settings_module"]

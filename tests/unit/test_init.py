@@ -342,7 +342,10 @@ def test_makefile_has_the_shortcuts_and_runs_the_project_tests(project, run_init
         assert re.search(rf"^(\S+ )*{target}( \S+)*:", text, re.M), target
     assert "demo" not in text and "bench" not in text
     p = subprocess.run(
-        ["make", "-n", "tests", "diag", "ENV=live"], cwd=project, capture_output=True, text=True
+        ["make", "--no-print-directory", "-n", "tests", "diag", "ENV=live"],
+        cwd=project,
+        capture_output=True,
+        text=True,
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == ["python3 manage.py test", "mlctl live diag"]

@@ -93,17 +93,6 @@ def link_venv(lay: Layout, rid: str, venv: str) -> Cmd:
     return Cmd.of("ln", "-sfn", venv, f"{lay.release(rid)}/.venv")
 
 
-def wsgi_import(rel: str, wsgi: str) -> Cmd:
-    module, _, attr = wsgi.partition(":")
-    code = (
-        "import importlib, sys; sys.path.insert(0, '.'); "
-        f"m = importlib.import_module({module!r}); "
-        f"app = getattr(m, {attr or 'application'!r}); "
-        "assert callable(app), 'WSGI application is not callable'"
-    )
-    return python_in(rel, code)
-
-
 def switch(lay: Layout, rid: str) -> Cmd:
     """Atomic switch: a new link, then rename over `current` (never rm then ln)."""
     tmp = f"{lay.current}.new-{rid}"
