@@ -177,13 +177,19 @@ class Deploy:
                 self.lay, self.rid, self.cfg["shared_files"], self.cfg["shared_dirs"]
             ),
         )
+        self.hooks(host, "before_build")
         venv = self.ensure_venv(host)
         host.run("link venv", relcmd.link_venv(self.lay, self.rid, venv))
         host.run("collectstatic", relcmd.manage(self.rel, "collectstatic", "--noinput", "-v", "0"))
         host.facts["pending"] = steps.verify_release(host, self.rel)
-        for i, hook in enumerate(self.cfg["hooks"]["after_build"]):
+        self.hooks(host, "after_build")
+
+    def hooks(self, host, stage: str) -> None:
+        """The inventory's `hooks.<stage>` commands, run as root in the new release; a failing
+        hook fails the deploy like any other step (after_switch ones trigger the rollback)."""
+        for i, hook in enumerate(self.cfg["hooks"][stage]):
             host.run(
-                f"hook after_build[{i}]",
+                f"hook {stage}[{i}]",
                 Cmd((Cmd.of("cd", self.rel), _raw_and(), Cmd.of("sh", "-c", hook))),
             )
 
@@ -267,6 +273,7 @@ class Deploy:
         host.run("switch current", relcmd.switch(self.lay, self.rid))
         steps.restart(host)
         steps.health(host, self.rid)
+        self.hooks(host, "after_switch")
         if not self.dry:
             console.step(host.name, f"serving {self.rid}", "green")
 

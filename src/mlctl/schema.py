@@ -88,9 +88,9 @@ ENV_KEYS = section(
     env=Field(dict, {}, doc="plain settings written to the shared .env"),
     hooks=Field(
         section(
-            before_build=Field(list, []),
-            after_build=Field(list, []),
-            after_switch=Field(list, []),
+            before_build=Field(list, [], doc="shell commands in the new release, before its venv"),
+            after_build=Field(list, [], doc="after the release is built and verified"),
+            after_switch=Field(list, [], doc="on each host once it serves the new release"),
         )
     ),
     ssh_config=Field(str, "~/.ssh/config"),

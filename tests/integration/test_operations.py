@@ -220,3 +220,22 @@ def test_diag_watch_refreshes_until_ctrl_c(ops):
     assert proc.returncode == 0, err
     for h in ops["live"]:
         assert h.address in out
+
+
+def test_hooks_run_at_their_stage_and_a_failing_after_switch_hook_rolls_back(ops):
+    farm, inv, repo, h = ops["farm"], ops["inv"], ops["repo"], ops["test"]
+    commit_file(repo, "notes/static/notes/hooked.css", "p { margin: 0 }\n", "hooked")
+    mlctl(
+        inv, "test", "deploy", "--skip-tests",
+        "--set", "hooks.before_build=test ! -e .venv && touch before-build",
+        "--set", "hooks.after_build=test -e .venv/bin/python && touch after-build",
+        "--set", f"hooks.after_switch=touch {D}/shared/logs/after-switch",
+    )  # fmt: skip
+    rid = current(farm, h)
+    assert ssh(farm, h, f"ls {D}/releases/{rid}/before-build {D}/releases/{rid}/after-build "
+                        f"{D}/shared/logs/after-switch | wc -l") == "3"  # fmt: skip
+    commit_file(repo, "notes/static/notes/hooked.css", "p { margin: 1px }\n", "hooked again")
+    p = mlctl(inv, "test", "deploy", "--skip-tests", "--set", "hooks.after_switch=false",
+              check=False)  # fmt: skip
+    assert p.returncode != 0 and "hook after_switch[0]" in p.stderr.strip().splitlines()[-1]
+    assert current(farm, h) == rid and healthz(h.address)["release"] == rid
