@@ -61,13 +61,13 @@ def _install_sigterm_teardown(farm: Farm):
     return previous
 
 
-@pytest.fixture(scope="session")
-def farm():
-    """Three booted hosts (tests.hosts.farm.Farm), torn down at session end."""
+def booted(hosts: Farm):
+    """Boot `hosts` for a fixture and always tear them down: at the fixture's end, at interpreter
+    exit after a Ctrl-C that skipped fixture teardown, or on SIGTERM (teardown is idempotent).
+
+    Use as `yield from booted(Farm(...))` inside a generator fixture.
+    """
     require_boot()
-    hosts = Farm(FARM_SIZE)
-    # Teardown is idempotent, so every path may call it: the finally below,
-    # interpreter exit after a Ctrl-C that skipped fixture teardown, SIGTERM.
     atexit.register(hosts.down)
     previous = _install_sigterm_teardown(hosts)
     try:
@@ -82,3 +82,9 @@ def farm():
                 signal.signal(signal.SIGTERM, previous)
             except ValueError:
                 pass
+
+
+@pytest.fixture(scope="session")
+def farm():
+    """Three booted hosts (tests.hosts.farm.Farm), torn down at session end."""
+    yield from booted(Farm(FARM_SIZE))

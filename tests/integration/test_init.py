@@ -15,7 +15,6 @@ one default site, and the session farm's hosts serve the example app.
 
 from __future__ import annotations
 
-import atexit
 import difflib
 import json
 import os
@@ -31,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.hosts.farm import Farm
-from tests.hosts.fixtures import require_boot
+from tests.hosts.fixtures import booted
 
 from .helpers import APP, ROOT, git, ssh
 
@@ -41,19 +40,8 @@ D = "/srv/mysite"
 
 @pytest.fixture(scope="module")
 def host_farm(tmp_path_factory):
-    require_boot()
-    farm = Farm(
-        1, workdir=tmp_path_factory.mktemp("farm"), prefix="mlinit", network="198.51.100.128/26"
-    )
-    atexit.register(farm.down)
-    try:
-        farm.up()
-        yield farm
-    finally:
-        try:
-            farm.down()
-        finally:
-            atexit.unregister(farm.down)
+    workdir = tmp_path_factory.mktemp("farm")
+    yield from booted(Farm(1, workdir=workdir, prefix="mlinit", network="198.51.100.128/26"))
 
 
 def run(argv, cwd: Path, env: dict | None = None, timeout: float = 600, check: bool = True):

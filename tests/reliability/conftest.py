@@ -6,13 +6,12 @@ theirs: cleanup only ever names this prefix and working directory.
 
 from __future__ import annotations
 
-import atexit
 from pathlib import Path
 
 import pytest
 
 from tests.hosts import Farm
-from tests.hosts.fixtures import require_boot
+from tests.hosts.fixtures import booted
 
 from .harness import World
 from .invariants import check_world
@@ -25,17 +24,7 @@ NETWORK = "198.51.100.64/26"
 @pytest.fixture(scope="session")
 def relfarm():
     """Three booted hosts of our own, torn down at the end (also at interpreter exit)."""
-    require_boot()
-    farm = Farm(3, workdir=WORKDIR, prefix=PREFIX, network=NETWORK, boot_timeout=120)
-    atexit.register(farm.down)
-    try:
-        farm.up()
-        yield farm
-    finally:
-        try:
-            farm.down()
-        finally:
-            atexit.unregister(farm.down)
+    yield from booted(Farm(3, workdir=WORKDIR, prefix=PREFIX, network=NETWORK, boot_timeout=120))
 
 
 @pytest.fixture(scope="session")
