@@ -39,8 +39,6 @@ class Results:
         self.trips: dict[tuple, list[int]] = {}  # (kind, tool) → per-host counts
         self.steps: dict[int, dict[str, list[float]]] = {}  # hosts → step → ms (slowest host)
         self.notes: list[str] = []
-        self.failures: dict[tuple, list[str]] = {}  # (case, hosts) → mlctl errors
-        self.locked: set[tuple] = set()  # (case, hosts) measured with bench/mlctl_locked.py
 
     def s(self, case: str, tool: str, hosts: int = 1) -> Series:
         return self.times.setdefault((case, tool, hosts), Series())
@@ -71,15 +69,7 @@ class Results:
 
 
 def run_notes(res: Results) -> list[str]:
-    notes = list(res.notes)
-    for (case, n), errors in sorted(res.failures.items()):
-        notes.append(
-            f"† mlctl {case} deploy on {n} host(s) failed {len(errors)} time(s) as it is "
-            f"(`{errors[0]}`); each such run was repeated, cold again (a new requirements hash), "
-            "through bench/mlctl_locked.py (mlctl with `wheelhouse.build` serialized), and the "
-            "table shows the repeated runs."
-        )
-    return notes
+    return list(res.notes)
 
 
 def fmt_ratio(x: float) -> str:
@@ -103,12 +93,11 @@ def tables(res: Results, host_counts: list[int]) -> str:
         for n in host_counts:
             if not res.has(case, "mlctl", n):
                 continue
-            mark = " †" if (case, n) in res.locked else ""
             rows.append(
                 [
                     label,
                     str(n),
-                    res.s(case, "mlctl", n).cell() + mark,
+                    res.s(case, "mlctl", n).cell(),
                     res.s(case, "floor", n).cell(),
                     res.s(case, "ansible", n).cell(),
                     fmt_ratio(res.ratio((case, "mlctl", n), (case, "floor", n))),

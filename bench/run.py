@@ -184,9 +184,9 @@ class Bench:
         for tool in self.tools:
             self.deploy(tool, n, self.ws.code_change(f"warm-up {tool}"))
 
-    def deploy(self, tool: str, n: int, commit: str, cold: bool = False, locked: bool = False):
+    def deploy(self, tool: str, n: int, commit: str, cold: bool = False):
         if tool == "mlctl":
-            return self.mlctl.deploy(n, locked)
+            return self.mlctl.deploy(n)
         if tool == "floor":
             return self.floor.deploy(n, commit, cold)
         return self.ansible.deploy(n, commit, cold)
@@ -254,19 +254,7 @@ class Bench:
         for i in range(self.args.cold_repeat):
             for tool in self.tools:
                 commit = self.ws.requirements_change(f"{tool} {n}h")
-                try:
-                    run = self.deploy(tool, n, commit, cold=True)
-                except BenchError as e:
-                    if tool != "mlctl":
-                        raise
-                    # Keep measuring: once more, cold again (a new hash), with the fix applied
-                    # from outside (bench/mlctl_locked.py); RESULTS.md shows both.
-                    why = str(e).strip().splitlines()[-1][:160]
-                    self.res.failures.setdefault(("cold", n), []).append(why)
-                    say(f"cold {n}h #{i + 1}: mlctl FAILED ({why}); again with mlctl_locked.py")
-                    commit = self.ws.requirements_change(f"{tool} {n}h retry")
-                    run = self.deploy(tool, n, commit, cold=True, locked=True)
-                    self.res.locked.add(("cold", n))
+                run = self.deploy(tool, n, commit, cold=True)
                 self.res.s("cold", tool, n).add(run.seconds)
                 self.count_trips("cold", tool, run)
                 say(f"cold {n}h #{i + 1}: {tool} {run.seconds:.2f} s")

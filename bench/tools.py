@@ -148,21 +148,20 @@ class Mlctl:
             env["MLCTL_INVENTORY"] = str(self.ws.inventory(n))
         return env
 
-    def run(self, n: int | None, *args: str, ok=(0,), locked: bool = False) -> Run:
-        """One mlctl command, its own journal dir. `locked`: through bench/mlctl_locked.py."""
+    def run(self, n: int | None, *args: str, ok=(0,)) -> Run:
+        """One mlctl command, its own journal dir."""
         self._runs += 1
         log_dir = self.ws.logs / f"{self._runs:03d}-{'-'.join(args[:2])}"
         env = {**self.env(n), "MLCTL_LOG_DIR": str(log_dir)}
-        exe = [sys.executable, str(BENCH / "mlctl_locked.py")] if locked else [str(MLCTL)]
-        run = timed([*exe, *args], env=env, cwd=self.ws.path, ok=ok)
+        run = timed([str(MLCTL), *args], env=env, cwd=self.ws.path, ok=ok)
         run.log_dir = log_dir
         journal = log_dir / "mlctl.jsonl"
         if journal.exists():
             run.records = [json.loads(line) for line in journal.read_text().splitlines()]
         return run
 
-    def deploy(self, n: int, locked: bool = False) -> Run:
-        return self.run(n, ENV, "deploy", "--skip-tests", locked=locked)
+    def deploy(self, n: int) -> Run:
+        return self.run(n, ENV, "deploy", "--skip-tests")
 
     def rollback(self, n: int) -> Run:
         return self.run(n, ENV, "rollback", "--db", "code-only")

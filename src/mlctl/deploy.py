@@ -7,9 +7,6 @@ the release it served before, and the lock is released in `finally`, also on Ctr
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 import time
 
 from . import console, guards, prune, setup, source, steps, wheelhouse
@@ -26,7 +23,7 @@ from .journal import local_user
 from .layout import Layout
 from .selection import open_session
 from .session import Result
-from .shell import Cmd, mask
+from .shell import Cmd, mask, script
 
 MIN_FREE = 300 * 1024 * 1024  # a venv build needs about this much
 
@@ -80,6 +77,7 @@ class Deploy:
         self.switched: list = []
         self.snapshots: dict = {}
         self.migrated: list = []
+        self.leaves = None  # this code's leaf migration per app, recorded in its metadata
         self.stage = "preflight"
         self.needs_operator = False
 
@@ -109,9 +107,8 @@ class Deploy:
                 )
                 return self.rid
             self.stage = "done"
-            sess.each(lambda h: self.finish(h, "good"))
+            sess.each(self.finish)
             self.tag()
-            sess.each(lambda h: prune.prune(h, self.rid))
         except BaseException as e:
             self.fail(e)
             raise
@@ -131,8 +128,6 @@ class Deploy:
             raise PreflightFailed(
                 f"{host.name}: not set up (no shared .env)", f"run `mlctl {name} setup` first"
             )
-        if not self.cfg.local:
-            steps.learn_env_secrets(host)
         if facts["free_bytes"] < MIN_FREE:
             free = facts["free_bytes"] // (1024 * 1024)
             raise PreflightFailed(
@@ -141,17 +136,8 @@ class Deploy:
             )
 
     def lock_all(self) -> None:
-        """The first host's lock decides between two concurrent runs; then the rest."""
-        first, rest = self.sess.hosts[0], self.sess.hosts[1:]
-
-        def take(h):
-            steps.lock(h, "deploy", self.rid)
-            self.locked.append(h)
-
-        with deferred_interrupt():  # every lock taken must be known, to record and release it
-            take(first)
-            if rest:
-                self.sess.each(take, rest)
+        # Every lock taken must be known, to record its outcome and release it.
+        steps.lock_hosts(self.sess, "deploy", self.rid, self.locked)
         self.sess.each(self.clean_partials)
 
     def clean_partials(self, host) -> None:
@@ -161,27 +147,39 @@ class Deploy:
             if meta.get("removed"):
                 continue
             if meta.get("status") in ("building", "partial") and rid != facts.get("current"):
-                if rid in facts.get("releases", []):
-                    console.step(host.name, f"removing partial release {rid}", "yellow")
-                    host.run("remove partial release", relcmd.remove_release(self.lay, rid))
-                steps.write_meta(host, {**meta, "id": rid, "status": "partial", "removed": True})
+                console.step(host.name, f"removing partial release {rid}", "yellow")
+                marked = {**meta, "id": rid, "status": "partial", "removed": True}
+                host.run(
+                    "remove partial release",
+                    script(
+                        relcmd.remove_release(self.lay, rid), relcmd.write_meta(self.lay, marked)
+                    ),
+                )
 
     def build(self, host) -> None:
+        """One round trip when the venv exists and no before_build hook runs: metadata
+        "building", the archive, the tree, the venv link, then collectstatic and the checks in
+        one Django process. Otherwise the upload, the hooks and the venv build come first."""
         console.step(host.name, f"build {self.rid}")
-        steps.write_meta(host, self.meta("building"))
-        host.stream("upload", relcmd.extract(self.lay, self.rid), self.archive())
-        self.built.append(host)
-        host.run(
-            "finish tree",
-            relcmd.finish_tree(
-                self.lay, self.rid, self.cfg["shared_files"], self.cfg["shared_dirs"]
-            ),
+        self.built.append(host)  # from here on a failure removes what exists of the release
+        cfg = self.cfg
+        upload = script(
+            relcmd.write_meta(self.lay, self.meta("building")),
+            relcmd.extract(self.lay, self.rid),
+            relcmd.finish_tree(self.lay, self.rid, cfg["shared_files"], cfg["shared_dirs"]),
         )
-        self.hooks(host, "before_build")
-        venv = self.ensure_venv(host)
-        host.run("link venv", relcmd.link_venv(self.lay, self.rid, venv))
-        host.run("collectstatic", relcmd.manage(self.rel, "collectstatic", "--noinput", "-v", "0"))
-        host.facts["pending"] = steps.verify_release(host, self.rel)
+        venv = self.existing_venv(host)
+        if venv and not cfg["hooks"]["before_build"]:
+            build = steps.build_command(host, self.rid, venv)
+            r = host.stream("upload and build", script(upload, build), self.archive())
+        else:
+            host.stream("upload", upload, self.archive())
+            self.hooks(host, "before_build")
+            venv = venv or self.build_venv(host)
+            r = host.run("build release", steps.build_command(host, self.rid, venv))
+        built = steps.parse_build(r.stdout)
+        host.facts["pending"] = built["pending"]
+        self.leaves = built["leaves"]
         self.hooks(host, "after_build")
 
     def hooks(self, host, stage: str) -> None:
@@ -193,14 +191,24 @@ class Deploy:
                 Cmd((Cmd.of("cd", self.rel), _raw_and(), Cmd.of("sh", "-c", hook))),
             )
 
-    def ensure_venv(self, host) -> str:
+    def venv_hash(self, host) -> str:
         facts = host.facts
         req = self.cfg.project["requirements"]
-        req_hash = self.src.requirements_hash(req, facts["python"], facts["platform"])
+        return self.src.requirements_hash(req, facts["python"], facts["platform"])
+
+    def existing_venv(self, host) -> str | None:
+        """The complete venv for these requirements on this host, if there is one."""
+        req_hash = self.venv_hash(host)
+        if req_hash not in host.facts.get("venvs", []):
+            return None
+        console.step(host.name, f"venv {req_hash} reused")
+        return self.lay.venv(req_hash)
+
+    def build_venv(self, host) -> str:
+        facts = host.facts
+        req = self.cfg.project["requirements"]
+        req_hash = self.venv_hash(host)
         venv = self.lay.venv(req_hash)
-        if req_hash in facts.get("venvs", []):
-            console.step(host.name, f"venv {req_hash} reused")
-            return venv
         console.step(host.name, f"building venv {req_hash}")
         wh = None
         if self.cfg["build"]["install"] == "local" and not self.dry:
@@ -270,25 +278,31 @@ class Deploy:
         # Counted as switched before the command: if the connection drops during it, the link
         # may have moved, and putting it back (idempotent) is always right.
         self.switched.append(host)
-        host.run("switch current", relcmd.switch(self.lay, self.rid))
-        steps.restart(host)
-        steps.health(host, self.rid)
+        steps.serve(host, self.rid)
         self.hooks(host, "after_switch")
         if not self.dry:
             console.step(host.name, f"serving {self.rid}", "green")
 
-    def finish(self, host, status: str) -> None:
-        steps.write_meta(host, self.meta(status))
-        steps.history(
+    def finish(self, host) -> None:
+        """Mark the release good, record it, prune and unlock: one round trip."""
+        event = {
+            "event": "finished",
+            "action": "deploy",
+            "release": self.rid,
+            "commit": self.src.commit,
+            "outcome": "good",
+        }
+        keep = self.cfg["keep_releases"]
+        r = steps.record(
             host,
-            {
-                "event": "finished",
-                "action": "deploy",
-                "release": self.rid,
-                "commit": self.src.commit,
-                "outcome": status,
-            },
+            metas=[self.meta("good")],
+            event=event,
+            then=prune.commands(self.lay, host.facts, self.rid, keep),
+            unlock=True,
         )
+        self.locked.remove(host)
+        if prune.FAILED in r.stderr:
+            console.warn(f"{host.name}: {prune.FAILED}; the deploy itself succeeded")
 
     def tag(self) -> None:
         if self.dry:
@@ -343,21 +357,16 @@ class Deploy:
         previous = host.facts.get("current")
         try:
             if host in self.switched and previous:
-                host.run("switch back", relcmd.switch(self.lay, previous))
-                steps.restart(host)
-                steps.health(host, previous)
+                steps.serve(host, previous, "switch back")
         finally:  # the outcome is recorded even when the old release's health check fails too
-            steps.write_meta(host, self.meta("bad"))
-            steps.history(
-                host,
-                {
-                    "event": "finished",
-                    "action": "deploy",
-                    "release": self.rid,
-                    "outcome": "bad",
-                    "serving": previous,
-                },
-            )
+            event = {
+                "event": "finished",
+                "action": "deploy",
+                "release": self.rid,
+                "outcome": "bad",
+                "serving": previous,
+            }
+            steps.record(host, metas=[self.meta("bad")], event=event)
 
     def undo_migration(self, host) -> None:
         """Reverse this release's migrations with its own code, else restore the snapshot."""
@@ -365,7 +374,7 @@ class Deploy:
         snap = self.snapshots.get(host.name)
         try:
             if previous:
-                leaves = steps.migration_info(host, self.lay.release(previous), "leaves")
+                leaves = steps.release_leaves(host, previous)
                 plan = steps.migration_info(host, self.rel, "plan", _json(leaves))
                 if not plan["irreversible"]:
                     for app, name in plan["targets"]:
@@ -392,6 +401,7 @@ class Deploy:
         return self._archive
 
     def meta(self, status: str) -> dict:
+        leaves = {"leaves": self.leaves} if self.leaves is not None else {}
         return {
             "id": self.rid,
             "commit": self.src.commit,
@@ -402,33 +412,8 @@ class Deploy:
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "status": status,
             "run_id": self.sess.journal.run_id,
+            **leaves,
         }
-
-
-@contextlib.contextmanager
-def deferred_interrupt():
-    """Hold a Ctrl-C until the block ends (a second one goes through at once).
-
-    Taking the locks runs in threads that a Ctrl-C would not stop: a lock they take after the
-    interrupt would be left without its outcome in the history, and held.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pressed: list = []
-
-    def hold(signum, frame):
-        if pressed:
-            raise KeyboardInterrupt
-        pressed.append(signum)
-
-    previous = signal.signal(signal.SIGINT, hold)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if pressed:
-        raise KeyboardInterrupt
 
 
 def _json(value) -> str:

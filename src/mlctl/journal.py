@@ -33,6 +33,13 @@ def local_user() -> str:
 last_run: dict = {}
 
 
+def timestamp() -> str:
+    """Local time with milliseconds and the UTC offset (steps of one run are ms apart)."""
+    now = time.time()
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+    return f"{base}.{int(now % 1 * 1000):03d}" + time.strftime("%z", time.localtime(now))
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
@@ -55,7 +62,7 @@ class Journal:
 
     def record(self, host: str = "", step: str = "", **fields) -> dict:
         rec = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ts": timestamp(),
             "run_id": self.run_id,
             "env": self.env,
             "host": host,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from . import steps
-from .commands import release as relcmd
 from .layout import RELEASE_ID, Layout
-from .shell import Cmd, script
+from .shell import Cmd, Raw
 
 
 def choose(releases: list[str], metas: dict, current: str | None, keep: int) -> list[str]:
@@ -17,33 +15,34 @@ def choose(releases: list[str], metas: dict, current: str | None, keep: int) -> 
     return [r for r in ids if r not in survivors]
 
 
-def prune(host, current: str) -> list[str]:
-    facts = steps.gather_facts(host)
-    lay = Layout(host.session.cfg["deploy_to"])
-    doomed = choose(
-        facts["releases"],
-        facts["metas"],
-        facts["current"] or current,
-        host.session.cfg["keep_releases"],
-    )
+FAILED = "mlctl: could not remove old releases"
+
+
+def commands(lay: Layout, facts: dict, release: str, keep: int) -> list[Cmd]:
+    """Pruning after `release` went live, from the facts gathered before the run (the deploy
+    lock kept them true): best effort, so a failure here never fails the deploy."""
+    releases = [*facts.get("releases", []), release]
+    metas = {**facts.get("metas", {}), release: {"status": "good"}}
+    doomed = choose(releases, metas, release, keep)
+    cmds = [unused_venvs(lay)]
     if doomed:
-        host.run("prune releases", script(*[relcmd.remove_release(lay, r) for r in doomed]))
-    host.run("prune venvs", unused_venvs(lay))
-    return doomed
+        rm = Cmd.of("rm", "-rf", *[lay.release(r) for r in doomed])
+        cmds.insert(0, rm.otherwise(Cmd((Cmd.of("echo", FAILED), Raw(">&2")))))
+    return cmds
 
 
 def unused_venvs(lay: Layout) -> Cmd:
-    """Delete venvs (and their wheelhouses) no remaining release links to."""
-    from .shell import Raw
-
+    """Delete venvs (and their wheelhouses) no remaining release links to; best effort, in a
+    subshell, so it never stops (or moves) the script it is part of."""
     return Cmd(
         (
+            Raw("("),
             Cmd.of("cd", lay.root),
             Raw(
                 '&& for v in venvs/*; do [ -d "$v" ] || continue; h=${v#venvs/};'
                 " used=0; for l in releases/*/.venv;"
                 ' do [ "$(readlink "$l")" = "$PWD/$v" ] && used=1;'
-                ' done; [ $used = 1 ] || rm -rf "$v" "wheelhouse/$h"; done; true'
+                ' done; [ $used = 1 ] || rm -rf "$v" "wheelhouse/$h"; done ) || true'
             ),
         )
     )

@@ -12,7 +12,6 @@ before the switch.
 from __future__ import annotations
 
 from . import console, guards, steps
-from .commands import release as relcmd
 from .errors import MlctlError, NeedsOperator, RollbackFailed
 from .layout import Layout, check_release_id
 from .selection import open_session
@@ -30,12 +29,10 @@ def rollback_task(sel, to=None, db="auto", yes=False) -> int:
         sess.each(steps.gather_facts)
         target = choose_target(sess, to)
         console.banner(cfg.name, cfg.color, f"rollback to {target} (db: {db})", cfg.hosts)
-        locked = []
+        locked: list = []
         try:
-            for h in sess.hosts:
-                steps.lock(h, "rollback", target)
-                locked.append(h)
-            run(sess, target, db)
+            steps.lock_hosts(sess, "rollback", target, locked)
+            run(sess, target, db, locked)
         except BaseException as e:
             record_failure(locked, target, db, e)
             raise
@@ -86,7 +83,9 @@ def choose_target(sess, to: str | None) -> str:
     return good[-1]
 
 
-def run(sess, target: str, db: str) -> None:
+def run(sess, target: str, db: str, locked: list) -> None:
+    """Database first (per policy), then per host two round trips: switch, restart and health;
+    metadata, history and unlock."""
     lay = Layout(sess.cfg["deploy_to"])
     leaving = {h.name: h.facts["current"] for h in sess.hosts}
     if db != "code-only":
@@ -94,24 +93,21 @@ def run(sess, target: str, db: str) -> None:
             database(h, lay, leaving[h.name], target, db)
 
     def switch(h):
-        h.run("switch current", relcmd.switch(lay, target))
-        steps.restart(h)
-        steps.health(h, target)
-        steps.write_meta(h, {**h.facts["metas"].get(target, {}), "id": target, "status": "good"})
+        steps.serve(h, target)
+        metas = [{**h.facts["metas"].get(target, {}), "id": target, "status": "good"}]
         if leaving[h.name] and leaving[h.name] != target:
             meta = h.facts["metas"].get(leaving[h.name], {})
-            steps.write_meta(h, {**meta, "id": leaving[h.name], "status": "rolled-back"})
-        steps.history(
-            h,
-            {
-                "event": "finished",
-                "action": "rollback",
-                "release": target,
-                "from": leaving[h.name],
-                "db": db,
-                "outcome": "good",
-            },
-        )
+            metas.append({**meta, "id": leaving[h.name], "status": "rolled-back"})
+        event = {
+            "event": "finished",
+            "action": "rollback",
+            "release": target,
+            "from": leaving[h.name],
+            "db": db,
+            "outcome": "good",
+        }
+        steps.record(h, metas=metas, event=event, unlock=True)
+        locked.remove(h)
         console.step(h.name, f"serving {target}", "green")
 
     sess.each(switch)
@@ -122,7 +118,10 @@ def database(host, lay: Layout, leaving: str | None, target: str, policy: str) -
         return
     if policy == "restore":
         return restore_snapshot(host, lay, leaving)
-    leaves = steps.migration_info(host, lay.release(target), "leaves")
+    leaves = steps.release_leaves(host, target)
+    if leaves == host.facts.get("metas", {}).get(leaving, {}).get("leaves"):
+        console.step(host.name, "no migration to reverse (same migrations in both releases)")
+        return None
     plan = steps.migration_info(host, lay.release(leaving), "plan", _json(leaves))
     if not plan["unapply"]:
         console.step(host.name, "no migration to reverse")

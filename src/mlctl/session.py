@@ -204,7 +204,7 @@ class Session:
         self.hosts = [Host(n, self) for n in names]
 
     def add_secrets(self, values) -> None:
-        values = [v for v in values if v]
+        values = [v for v in dict.fromkeys(values) if v and v not in self.secrets]
         self.secrets += values
         self.journal.add_secrets(values)
         console.add_secrets(values)

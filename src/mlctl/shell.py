@@ -122,11 +122,18 @@ def seq(*cmds: Cmd) -> Cmd:
     return out
 
 
+SET_E = Raw("set -e;")
+
+
 def script(*cmds: Cmd) -> Cmd:
-    """A `set -e` script of several commands, sent as one remote round trip."""
-    parts: list = [Raw("set -e;")]
+    """A `set -e` script of several commands, sent as one remote round trip; a script among
+    `cmds` is spliced in, so scripts compose into one."""
+    parts: list = [SET_E]
     for c in cmds:
-        parts += [c, _Op(";")]
+        if c.parts and isinstance(c.parts[0], Raw) and c.parts[0] == SET_E:
+            parts += c.parts[1:]
+        else:
+            parts += [c, _Op(";")]
     return Cmd(tuple(parts))
 
 

@@ -6,8 +6,11 @@ batched remote command through `host.run`, so it works the same locally and over
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import socket
+import threading
 import time
 
 from . import console, remote
@@ -15,21 +18,14 @@ from .commands import db as dbcmd
 from .commands import lock as lockcmd
 from .commands import release as relcmd
 from .commands import service
-from .errors import DeployFailed, LockHeld
+from .errors import DeployFailed, LockHeld, RemoteCommandFailed
 from .journal import local_user
 from .layout import Layout, unit_name
-from .shell import Cmd, Raw
+from .shell import Cmd, Raw, script
 
 
 def layout(host) -> Layout:
     return Layout(host.session.cfg["deploy_to"])
-
-
-def gather_facts(host) -> dict:
-    cfg = host.session.cfg
-    r = host.run("facts", Cmd.of(cfg["python"], "-c", remote.source("facts"), cfg["deploy_to"]))
-    host.facts = json.loads(r.stdout)
-    return host.facts
 
 
 # Names, users and paths in the shared .env are not secret; every other value is treated as one.
@@ -47,19 +43,16 @@ ENV_PUBLIC = (
 )
 
 
-def learn_env_secrets(host) -> None:
-    """Add the shared .env's values (SECRET_KEY, PGPASSWORD, …) to the mask: a failing step's
-    output may show them, and the inventory alone does not know the generated ones."""
-    lay = layout(host)
-    r = host.run(
-        "read .env secrets", Cmd((Cmd.of("cat", lay.env_file), Raw("2>/dev/null || true")))
-    )
-    values = []
-    for line in r.stdout.splitlines():
-        key, eq, value = line.partition("=")
-        if eq and not key.startswith("#") and key.strip().upper() not in ENV_PUBLIC:
-            values.append(value.strip())
-    host.session.add_secrets(values)
+def gather_facts(host) -> dict:
+    """The host's facts in one round trip. The shared .env's values (SECRET_KEY, PGPASSWORD, …)
+    come along and go straight into the mask: a failing step's output may show them, and the
+    inventory alone does not know the generated ones."""
+    cfg = host.session.cfg
+    argv = [cfg["python"], "-c", remote.source("facts"), cfg["deploy_to"], ",".join(ENV_PUBLIC)]
+    facts = json.loads(host.run("facts", Cmd.of(*argv)).stdout)
+    host.session.add_secrets(facts.pop("env_values", []))
+    host.facts = facts
+    return facts
 
 
 # ---------------------------------------------------------------- lock and history
@@ -178,28 +171,80 @@ def describe_holder(h: dict) -> str:
     ).replace(" ,", ",")
 
 
+def lock_hosts(sess, action: str, release: str, locked: list) -> None:
+    """Lock the first host (it decides between two concurrent runs), then the rest in parallel.
+    Every lock taken is appended to `locked`, also when Ctrl-C is pressed meanwhile."""
+    first, rest = sess.hosts[0], sess.hosts[1:]
+
+    def take(h):
+        lock(h, action, release)
+        locked.append(h)
+
+    with deferred_interrupt():
+        take(first)
+        if rest:
+            sess.each(take, rest)
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Hold a Ctrl-C until the block ends (a second one goes through at once).
+
+    Taking the locks runs in threads that a Ctrl-C would not stop: a lock they take after the
+    interrupt would be left without its outcome in the history, and held.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list = []
+
+    def hold(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
+
+
 def unlock(host) -> None:
     host.run("unlock", lockcmd.release(layout(host), host.session.journal.run_id), warn=True)
 
 
-def history(host, event: dict) -> None:
-    rec = {
+def history_record(host, event: dict) -> dict:
+    return {
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "run_id": host.session.journal.run_id,
         "user": local_user(),
         "env": host.session.cfg.name,
         **event,
     }
-    host.stream("history", relcmd.append_history(layout(host)), (json.dumps(rec) + "\n").encode())
+
+
+def history(host, event: dict) -> None:
+    host.run("history", relcmd.append_history(layout(host), history_record(host, event)))
 
 
 def write_meta(host, meta: dict) -> None:
+    host.run("release metadata", relcmd.write_meta(layout(host), meta))
+
+
+def record(host, metas=(), event: dict | None = None, then=(), unlock: bool = False):
+    """Release metadata, a history line, then `then` commands and the unlock: one round trip.
+    The unlock comes last, so a run whose records failed still holds (and later frees) its lock."""
     lay = layout(host)
-    host.stream(
-        "release metadata",
-        Cmd.of("mkdir", "-p", lay.metas).then(relcmd.write_file(lay.meta(meta["id"]))),
-        (json.dumps(meta, indent=1) + "\n").encode(),
-    )
+    cmds = [relcmd.write_meta(lay, m) for m in metas]
+    if event:
+        cmds.append(relcmd.append_history(lay, history_record(host, event)))
+    cmds += list(then)
+    if unlock:
+        cmds.append(lockcmd.release(lay, host.session.journal.run_id))
+    return host.run("record", script(*cmds))
 
 
 # ---------------------------------------------------------------- service and health
@@ -231,14 +276,15 @@ def systemd_restart(unit: str) -> Cmd:
     """Restart, first clearing systemd's start rate limit: a deploy, its automatic rollback and a
     bounce restart within seconds, and a unit that hit the limit refuses to start (all 502s)."""
     reset = Cmd.of("systemctl", "reset-failed", f"{unit}.service", f"{unit}.socket")
-    return Cmd((reset, Raw("2>/dev/null;"), service.systemd_restart(unit)))
+    return Cmd((reset, Raw("2>/dev/null || true;"), service.systemd_restart(unit)))
 
 
-def health(host, release: str | None, timeout: float | None = None) -> None:
-    cfg = host.session.cfg
+UNHEALTHY = 69  # remote/health.py's exit code when the release is not served in time
+
+
+def health_probe(cfg, release: str | None, wait: float) -> Cmd:
     h = cfg["health"]
-    wait = timeout if timeout is not None else cfg["timeouts"]["health"]
-    cmd = Cmd.of(
+    return Cmd.of(
         cfg["python"],
         "-c",
         remote.source("health"),
@@ -248,13 +294,47 @@ def health(host, release: str | None, timeout: float | None = None) -> None:
         release or "",
         str(wait),
     )
+
+
+def health(host, release: str | None, timeout: float | None = None) -> None:
+    cfg = host.session.cfg
+    wait = timeout if timeout is not None else cfg["timeouts"]["health"]
+    cmd = health_probe(cfg, release, wait)
     r = host.run("health check", cmd, root=False, timeout=wait + 15, warn=True)
     if not r.ok:
-        detail = (r.stderr.strip().splitlines() or ["no answer"])[-1]
-        raise DeployFailed(
-            f"{host.name}: health check of {h['url']} failed after {wait:g}s " f"({detail})",
-            "see `mlctl ENV logs` (timeouts.health)",
-        )
+        raise unhealthy(host, wait, (r.stderr.strip().splitlines() or ["no answer"])[-1])
+
+
+def unhealthy(host, wait: float, detail: str) -> DeployFailed:
+    url = host.session.cfg["health"]["url"]
+    return DeployFailed(
+        f"{host.name}: health check of {url} failed after {wait:g}s ({detail or 'no answer'})",
+        "see `mlctl ENV logs` (timeouts.health)",
+    )
+
+
+def serve(host, release: str, step: str = "switch and restart") -> None:
+    """Point `current` at `release`, restart the app and wait until it serves that release.
+    Under systemd that is one round trip; a failing health probe raises its own error."""
+    cfg = host.session.cfg
+    lay = layout(host)
+    if cfg["service"] == "pidfile":
+        host.run(step, relcmd.switch(lay, release))
+        restart(host)
+        health(host, release)
+        return
+    wait = cfg["timeouts"]["health"]
+    unit = unit_name(cfg.project["name"])
+    restart_and_probe = service.restart_and_probe(
+        systemd_restart(unit), health_probe(cfg, release, wait)
+    )
+    cmd = script(relcmd.switch(lay, release), restart_and_probe)
+    try:
+        host.run(step, cmd, timeout=cfg["timeouts"]["command"] + wait)
+    except RemoteCommandFailed as e:
+        if e.code == UNHEALTHY:
+            raise unhealthy(host, wait, e.detail) from None
+        raise
 
 
 # ---------------------------------------------------------------- database
@@ -303,16 +383,32 @@ def db_hosts(sess) -> list:
     return list(sess.hosts) if per_host else sess.hosts[:1]
 
 
-def verify_release(host, rel: str) -> list[str]:
-    """check --deploy, the WSGI import and the pending migrations, in one Django process run as
-    the app user; returns the migrations this release would apply."""
-    project = host.session.cfg.project
-    cmd = relcmd.python_in(
-        rel, remote.source("verify"), project["settings_module"], project["wsgi"]
+def build_command(host, rid: str, venv: str) -> Cmd:
+    """Link the venv, then one Django process (remote/build.py): collectstatic as root, and as the
+    app user check --deploy, a read check, the WSGI import and the migration plan."""
+    cfg = host.session.cfg
+    lay = layout(host)
+    project = cfg.project
+    user = "" if host.local else cfg["app_user"]
+    code = remote.source("build")
+    return script(
+        relcmd.link_venv(lay, rid, venv),
+        relcmd.python_in(lay.release(rid), code, project["settings_module"], project["wsgi"], user),
     )
-    r = host.run("verify release", cmd, root=False, user=host.session.cfg["app_user"])
-    lines = r.stdout.strip().splitlines()
-    return json.loads(lines[-1])["pending"] if lines else []  # no output: a --dry-run
+
+
+def parse_build(stdout: str) -> dict:
+    """{"pending": [migrations the release would apply], "leaves": {app: leaf migration}}."""
+    lines = stdout.strip().splitlines()
+    return json.loads(lines[-1]) if lines else {"pending": [], "leaves": None}  # a --dry-run
+
+
+def release_leaves(host, rid: str) -> dict:
+    """A release's leaf migration per app: recorded at its deploy, else asked of its code."""
+    leaves = host.facts.get("metas", {}).get(rid, {}).get("leaves")
+    if leaves is None:
+        leaves = migration_info(host, layout(host).release(rid), "leaves")
+    return leaves
 
 
 def migration_info(host, rel: str, *args: str):

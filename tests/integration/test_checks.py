@@ -90,6 +90,23 @@ def test_each_fault_fails_its_check_on_that_host_only(live, name, breaks, repair
     assert all(s == "ok" for s, _ in statuses(report, healthy).values()), statuses(report, healthy)
 
 
+def test_venv_check_is_cached_until_a_package_is_removed_or_restored(live):
+    farm, h = live["farm"], live["hosts"][0]
+    site = f"{D}/current/.venv/lib/python3*/site-packages"
+    check(live)
+    cache = ssh(farm, h, f"sudo cat {D}/current/.venv/.mlctl-pip-check.json")
+    assert '"code": 0' in cache, cache
+    ssh(farm, h, f"sudo sh -c 'mv {site}/asgiref-*.dist-info /var/tmp/'")
+    try:
+        _, report = check(live)
+    finally:
+        ssh(farm, h, f"sudo sh -c 'mv /var/tmp/asgiref-*.dist-info {site}/'")
+    status, detail = statuses(report, h)["venv"]
+    assert status == "fail" and "asgiref" in detail, detail
+    code, report = check(live)
+    assert statuses(report, h)["venv"][0] == "ok" and code == 0, statuses(report, h)
+
+
 def test_disk_above_threshold_fails(live):
     farm, broken = live["farm"], live["hosts"][0]
     used = int(ssh(farm, broken, f"df --output=pcent {D} | tail -1").strip(" %"))

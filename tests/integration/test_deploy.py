@@ -122,6 +122,11 @@ def test_redeploy_unchanged_reuses_venv_and_migrates_nothing(world):
     assert "reused" in out and "building venv" not in out
     assert "no migration pending" in out
     assert healthz(h.address)["release"] == current(farm, h)
+    # Back to v2 (auto policy): both releases recorded the same migrations, so no Django
+    # process has to work out a plan.
+    p = mlctl(inv, "test", "rollback")
+    assert "no migration to reverse (same migrations in both releases)" in p.stderr, p.stderr
+    assert current(farm, h) == world["v2"] and healthz(h.address)["release"] == world["v2"]
 
 
 def test_rollback_reverses_migration_and_keeps_data(world):
@@ -158,6 +163,16 @@ def test_release_whose_wsgi_import_fails_never_becomes_current(world):
     releases = ssh(farm, h, f"ls {D}/releases").split()
     assert all(not r.endswith(git(repo, "rev-parse", "HEAD")[:12]) for r in releases)
     commit_file(repo, "djangoapp/wsgi.py", wsgi, "fix wsgi")
+
+
+def test_release_the_app_user_cannot_read_never_becomes_current(world):
+    farm, inv, h = world["farm"], world["inv"], world["test"]
+    good = current(farm, h)
+    p = mlctl(inv, "test", "deploy", "--set", "hooks.before_build=chmod 600 README.md", check=False)
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode != 0 and "read check failed" in last, p.stderr
+    assert "www-data cannot read ./README.md" in last, last
+    _assert_unchanged(world, h, good)
 
 
 def test_failed_health_check_rolls_every_live_host_back_and_marks_bad(world):
@@ -273,6 +288,6 @@ def test_dry_run_prints_the_commands_and_changes_nothing(world):
     tree = f"sudo find {D} /etc/nginx /etc/systemd/system -printf '%p %s %T@ %m\\n' | sort"
     before = ssh(farm, h, tree)
     p = mlctl(inv, "test", "deploy", "--dry-run")
-    assert f"[{h.address}] switch current: sudo -n sh -c" in p.stdout
+    assert f"[{h.address}] switch and restart: sudo -n sh -c" in p.stdout
     assert "collectstatic" in p.stdout and "mv -Tf" in p.stdout
     assert ssh(farm, h, tree) == before

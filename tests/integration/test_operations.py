@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -126,14 +127,15 @@ def test_rolling_batches_switch_one_live_host_at_a_time(ops):
     logdir = ops["logs"] / "rolling"
     mlctl(inv, "live", "deploy", "--yes", env={"MLCTL_LOG_DIR": str(logdir)})
     records = [json.loads(line) for line in (logdir / "mlctl.jsonl").read_text().splitlines()]
-    events = [
-        (r["ts"], r["host"], r["step"])
-        for r in records
-        if r["step"] in ("switch current", "health check")
-    ]
-    order = [(host, step) for _, host, step in events]
-    first, second = ops["live"][0].address, ops["live"][1].address
-    assert order.index((first, "health check")) < order.index((second, "switch current")), order
+    # One "switch and restart" step per host (switch, restart, health probe); the second host's
+    # must start after the first host's has ended.
+    steps = {r["host"]: r for r in records if r["step"] == "switch and restart"}
+    first, second = (steps[h.address] for h in ops["live"][:2])
+    first_end = datetime.fromisoformat(first["ts"])
+    second_start = datetime.fromisoformat(second["ts"]) - timedelta(
+        milliseconds=second["duration_ms"]
+    )
+    assert first_end <= second_start + timedelta(milliseconds=20), (first, second)
     for h in ops["live"]:
         assert healthz(h.address)["release"] == current(farm, h)
 

@@ -17,8 +17,9 @@ import pytest
 
 from mlctl import remote
 from mlctl.commands import release as relcmd
+from mlctl.commands import service
 from mlctl.layout import Layout, unit_name
-from mlctl.shell import Cmd
+from mlctl.shell import Cmd, script
 from mlctl.steps import systemd_restart
 
 from .harness import D, wait_for_line
@@ -159,16 +160,15 @@ def test_switches_while_a_client_requests_the_site_zero_errors(case):
     a = case.good
     case.commit({"SWITCH_NOTE": "b\n"}, "release B")
     b = case.deploy_ok()
-    lay, restart = Layout(D), systemd_restart(unit_name("djangoapp")).render()
+    lay, restart = Layout(D), systemd_restart(unit_name("djangoapp"))
 
-    def health(rid: str) -> str:
+    def serve(rid: str) -> str:
         url = "http://127.0.0.1/healthz"
-        return Cmd.of("python3", "-c", remote.source("health"), url, "", "200", rid, "30").render()
+        probe = Cmd.of("python3", "-c", remote.source("health"), url, "", "200", rid, "30")
+        cmd = script(relcmd.switch(lay, rid), service.restart_and_probe(restart, probe))
+        return f"sh -c {shlex.quote(cmd.render())} >/dev/null"
 
-    def switch(rid: str) -> str:
-        return f"sh -c {shlex.quote(relcmd.switch(lay, rid).render())}"
-
-    body = "; ".join(f"{switch(r)} && {restart} && {health(r)} >/dev/null" for r in (a, b))
+    body = "; ".join(serve(r) for r in (a, b))
     loop = f"set -e; for i in $(seq {SWITCHES // 2}); do {body}; done"
     client = Client(h1.address)
     client.start()

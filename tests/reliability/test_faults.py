@@ -99,7 +99,13 @@ def test_sigkill_mid_build_next_run_reports_stale_lock_and_removes_partial(case)
     with case.changed({"KILL_NOTE": "sigkill\n"}, "sigkill mid-build") as commit:
         proc = case.popen("test", "deploy")
         try:
-            wait_for_line(proc, "reused")  # uploaded and unpacked: a partial release exists
+            wait_for_line(proc, "reused")  # the upload and build step comes next
+            # Kill once the release exists on the host: a partial release is left behind.
+            case.sh(
+                case.hosts[0],
+                f"for i in $(seq 1000); do ls -d {D}/releases/*-{commit[:12]} && break;"
+                " sleep 0.01; done",
+            )
             killed = proc.pid
             kill_group(proc)
         finally:

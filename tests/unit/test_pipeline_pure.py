@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import prune, setup, steps, wheelhouse
+from mlctl import journal, prune, remote, setup, steps, wheelhouse
 from mlctl.errors import UsageError
 from mlctl.layout import Layout, check_release_id
 from mlctl.ops import release_rows
@@ -155,3 +156,78 @@ def test_parallel_hosts_resolve_one_wheelhouse_once(tmp_path, monkeypatch):
         "requirements.txt",
     ]
     assert b"pkg-1.0" in wheelhouse.tarball(results[0])
+
+
+def test_prune_commands_come_from_the_facts_and_never_fail_the_script():
+    lay = Layout("/srv/app")
+    facts = {"releases": R[:4], "metas": {r: {"status": "good"} for r in R[:4]}}
+    facts["metas"][R[3]] = {"status": "bad"}
+    rm, venvs = prune.commands(lay, facts, R[4], keep=2)
+    assert rm.render() == (
+        f"rm -rf /srv/app/releases/{R[0]} /srv/app/releases/{R[1]} /srv/app/releases/{R[3]} "
+        f"|| echo '{prune.FAILED}' >&2"
+    )
+    assert venvs.render().startswith("( cd /srv/app && for v in venvs/*;")
+    assert venvs.render().endswith("done ) || true")
+    fresh = prune.commands(lay, {"releases": [], "metas": {}}, R[0], keep=2)
+    assert [c.render() for c in fresh] == [venvs.render()]  # nothing to remove but venvs
+
+
+def test_parse_build_reads_the_last_line():
+    out = 'System check identified no issues.\n{"pending": ["notes.0003_x"], "leaves": {}}\n'
+    assert steps.parse_build(out) == {"pending": ["notes.0003_x"], "leaves": {}}
+    assert steps.parse_build("") == {"pending": [], "leaves": None}  # --dry-run prints only
+
+
+def test_journal_timestamps_have_milliseconds():
+    from datetime import datetime
+
+    stamp = journal.timestamp()
+    assert len(stamp.split(".")[1]) == 3 + 5  # ms and the UTC offset (+hhmm)
+    assert datetime.fromisoformat(stamp).tzinfo is not None
+
+
+def _release_copy(tmp_path: Path) -> Path:
+    """The example app as a release: its code, and the test environment as its venv."""
+    app = Path(__file__).resolve().parents[2] / "examples" / "djangoapp"
+    rel = tmp_path / "release"
+    shutil.copytree(app, rel, ignore=shutil.ignore_patterns("staticfiles", "*.sqlite3", ".env"))
+    (rel / ".venv").symlink_to(Path(sys.prefix))
+    return rel
+
+
+def _build(rel: Path, secret: str) -> subprocess.CompletedProcess:
+    env = {
+        "PATH": os.environ["PATH"],
+        "DEBUG": "0",
+        "SECRET_KEY": secret,
+        "ALLOWED_HOSTS": "example.org",
+        "STATIC_ROOT": str(rel / "staticfiles"),
+    }
+    code = remote.source("build")
+    argv = [
+        "./.venv/bin/python",
+        "-c",
+        code,
+        "djangoapp.settings",
+        "djangoapp.wsgi:application",
+        "",
+    ]
+    return subprocess.run(argv, cwd=rel, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_build_program_collects_static_and_reports_the_migration_plan(tmp_path):
+    rel = _release_copy(tmp_path)
+    p = _build(rel, "s3cr3t-" + "x1y2z3" * 10)
+    assert p.returncode == 0, p.stderr
+    built = steps.parse_build(p.stdout)
+    assert built["leaves"]["notes"] == "0002_seed_notes"
+    assert {"notes.0001_initial", "notes.0002_seed_notes"} <= set(built["pending"])
+    assert (rel / "staticfiles" / "notes" / "style.css").is_file()
+
+
+def test_build_program_failure_ends_in_one_line_naming_the_check(tmp_path):
+    p = _build(_release_copy(tmp_path), "short")
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 1
+    assert last.startswith("check --deploy failed: SystemCheckError: ?: (security.W009)"), last

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 
@@ -178,6 +179,53 @@ def test_release_builders_exact():
     )
     with pytest.raises(Exception, match="invalid release id"):
         release.remove_release(lay, "../../etc")
+
+
+def test_scripts_splice_into_one_set_e_script():
+    inner = script(Cmd.of("a"), Cmd.of("b c"))
+    assert script(Cmd.of("x"), inner, Cmd.of("y")).render() == "set -e; x ; a ; 'b c' ; y ;"
+    # Only mlctl's own `set -e;` marker splices: a word that merely reads the same is quoted.
+    assert script(Cmd.of("set -e;")).render() == "set -e; 'set -e;' ;"
+
+
+def test_record_builders_exact():
+    lay = Layout("/srv/app")
+    assert release.put_file("/srv/a b", "x'y\n", "0600").render() == (
+        "set -e; printf %s 'x'\"'\"'y\n' > '/srv/a b.tmp' ; chmod 0600 '/srv/a b.tmp' ; "
+        "mv -f '/srv/a b.tmp' '/srv/a b' ;"
+    )
+    meta = {"id": RID, "status": "good"}
+    assert release.write_meta(lay, meta).render() == (
+        "set -e; mkdir -p /srv/app/.mlctl/releases ; printf %s "
+        f'\'{{\n "id": "{RID}",\n "status": "good"\n}}\n\' > '
+        f"/srv/app/.mlctl/releases/{RID}.json.tmp ; chmod 0644 "
+        f"/srv/app/.mlctl/releases/{RID}.json.tmp ; mv -f /srv/app/.mlctl/releases/{RID}.json.tmp "
+        f"/srv/app/.mlctl/releases/{RID}.json ;"
+    )
+    assert release.append_history(lay, {"a": "$(x)"}).render() == (
+        "set -e; mkdir -p /srv/app/.mlctl ; "
+        "printf '%s\\n' '{\"a\": \"$(x)\"}' >> /srv/app/.mlctl/history.jsonl ;"
+    )
+
+
+def test_restart_and_probe_exact_and_its_exit_status(tmp_path):
+    cmd = service.restart_and_probe(Cmd.of("systemctl", "restart", "u"), Cmd.of("probe", "r 1"))
+    assert cmd.render() == (
+        "probe 'r 1' & probe=$!; systemctl restart u "
+        '|| { kill "$probe" 2>/dev/null; exit 1; }; wait "$probe"'
+    )
+
+    def run(restart: str, *probe: str) -> int:
+        built = service.restart_and_probe(Cmd.of("sh", "-c", restart), Cmd.of(*probe))
+        return sh(script(built), tmp_path).returncode
+
+    assert run("true", "true") == 0
+    assert run("true", "sh", "-c", "exit 69") == 69  # the probe's verdict is the step's
+    # A failed restart exits 1 at once and stops the probe (which would poll for a long time):
+    # sh's pipes close only when the killed probe has gone.
+    start = time.monotonic()
+    assert run("exit 5", "sleep", "30") == 1
+    assert time.monotonic() - start < 10
 
 
 def test_lock_and_db_builders_exact():

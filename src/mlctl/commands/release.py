@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ..layout import Layout, check_shared_name
 from ..shell import Cmd, Raw, script
 from .db import load_env
@@ -113,7 +115,27 @@ def write_file(path: str, mode: str = "0644") -> Cmd:
     )
 
 
-def append_history(lay: Layout) -> Cmd:
+def put_file(path: str, text: str, mode: str = "0644") -> Cmd:
+    """Write `text` (one argv word, no stdin needed) to `path` atomically."""
+    tmp = f"{path}.tmp"
     return script(
-        Cmd.of("mkdir", "-p", lay.state), Cmd.of("cat").redirect(lay.history, append=True)
+        Cmd.of("printf", "%s", text).redirect(tmp),
+        Cmd.of("chmod", mode, tmp),
+        Cmd.of("mv", "-f", tmp, path),
+    )
+
+
+def write_meta(lay: Layout, meta: dict) -> Cmd:
+    """A release's metadata file (.mlctl/releases/<id>.json)."""
+    return script(
+        Cmd.of("mkdir", "-p", lay.metas),
+        put_file(lay.meta(meta["id"]), json.dumps(meta, indent=1) + "\n"),
+    )
+
+
+def append_history(lay: Layout, record: dict) -> Cmd:
+    """One JSON line appended to the environment's history on this host."""
+    return script(
+        Cmd.of("mkdir", "-p", lay.state),
+        Cmd.of("printf", "%s\\n", json.dumps(record)).redirect(lay.history, append=True),
     )

@@ -10,6 +10,20 @@ def systemd_restart(unit: str) -> Cmd:
     return Cmd.of("systemctl", "restart", f"{unit}.service")
 
 
+def restart_and_probe(restart: Cmd, probe: Cmd) -> Cmd:
+    """Restart with the health probe already running, so its start-up overlaps the restart (it
+    waits for the release id it expects, so answers from the old processes don't count). The
+    probe's verdict is the exit status; a failed restart stops the probe and exits 1."""
+    return Cmd(
+        (
+            probe,
+            Raw("& probe=$!;"),
+            restart,
+            Raw('|| { kill "$probe" 2>/dev/null; exit 1; }; wait "$probe"'),
+        )
+    )
+
+
 def nginx_test_and_reload() -> Cmd:
     """Never reload a broken config: `nginx -t` must pass first."""
     return Cmd.of("nginx", "-t", "-q").then(Cmd.of("systemctl", "reload", "nginx"))

@@ -1,4 +1,6 @@
-# Facts about one server in one round trip, printed as JSON. argv: DEPLOY_TO
+# Facts about one server in one round trip, printed as JSON. argv: DEPLOY_TO [ENV_PUBLIC_KEYS]
+# Run as root: it also returns the shared .env's non-public values, which mlctl only adds to its
+# mask (a failing step's output may show them) and never keeps in the facts.
 import json
 import os
 import platform
@@ -7,6 +9,7 @@ import sys
 import sysconfig
 
 root = sys.argv[1]
+public = set(sys.argv[2].split(",")) if len(sys.argv) > 2 else set()
 
 
 def read(path, default=None):
@@ -29,6 +32,25 @@ def metas():
     return out
 
 
+def env_values():
+    values = []
+    for line in (read(os.path.join(root, "shared", ".env"), "") or "").splitlines():
+        key, eq, value = line.partition("=")
+        key = key.strip()
+        if eq and key and not key.startswith("#") and key.upper() not in public:
+            values.append(value.strip())
+    return values
+
+
+def glibc():
+    # confstr answers at once; platform.libc_ver() reads the whole interpreter binary.
+    try:
+        name, _, version = os.confstr("CS_GNU_LIBC_VERSION").partition(" ")
+        return version if name == "glibc" else ""
+    except (ValueError, OSError, AttributeError):
+        return ""
+
+
 def listdir(path):
     return sorted(os.listdir(path)) if os.path.isdir(path) else []
 
@@ -39,14 +61,13 @@ current = (
     else None
 )
 usage = shutil.disk_usage(root if os.path.isdir(root) else "/")
-libc = platform.libc_ver()
 print(
     json.dumps(
         {
             "python": "%d.%d" % sys.version_info[:2],
             "machine": platform.machine(),
             "platform": sysconfig.get_platform(),
-            "libc": libc[1] if libc[0] == "glibc" else "",
+            "libc": glibc(),
             "free_bytes": usage.free,
             "exists": os.path.isdir(root),
             "marker": (read(os.path.join(root, ".mlctl", "marker"), "") or "").strip(),
@@ -61,6 +82,7 @@ print(
             "env_file": os.path.exists(os.path.join(root, "shared", ".env")),
             "lock": read(os.path.join(root, ".mlctl", "lock", "holder.json")),
             "lock_exists": os.path.isdir(os.path.join(root, ".mlctl", "lock")),
+            "env_values": env_values(),
         }
     )
 )
