@@ -63,9 +63,8 @@ def record_failure(hosts: list, target: str, db: str, error: BaseException) -> N
 
 
 def choose_target(sess, to: str | None) -> str:
-    host = sess.hosts[0]
-    facts = host.facts
-    current = facts["current"]
+    """`--to` if every host has it; else the newest release that is good on every host and older
+    than what each host serves (hosts can differ: a deploy with --host, a host added later)."""
     if to:
         for h in sess.hosts:
             if to not in h.facts["releases"]:
@@ -73,14 +72,22 @@ def choose_target(sess, to: str | None) -> str:
                     f"{h.name}: release {to} is not on this host", "see `mlctl ENV releases`"
                 )
         return to
-    good = [
+    common = set.intersection(*(earlier_good(h.facts) for h in sess.hosts))
+    if not common:
+        raise RollbackFailed(
+            "no earlier good release to roll back to on every host", "see `mlctl ENV releases`"
+        )
+    return max(common)
+
+
+def earlier_good(facts: dict) -> set[str]:
+    current = facts["current"] or "~"
+    metas = facts["metas"]
+    return {
         r
-        for r in sorted(facts["releases"])
-        if facts["metas"].get(r, {}).get("status") == "good" and r < (current or "~")
-    ]
-    if not good:
-        raise RollbackFailed("no earlier good release to roll back to", "see `mlctl ENV releases`")
-    return good[-1]
+        for r in facts["releases"]
+        if r < current and metas.get(r, {}).get("status") == "good" and not metas[r].get("removed")
+    }
 
 
 def run(sess, target: str, db: str, locked: list) -> None:
@@ -93,7 +100,11 @@ def run(sess, target: str, db: str, locked: list) -> None:
             database(h, lay, leaving[h.name], target, db)
 
     def switch(h):
-        steps.serve(h, target)
+        try:
+            steps.serve(h, target)
+        except MlctlError:
+            back_to(h, leaving[h.name])
+            raise
         metas = [{**h.facts["metas"].get(target, {}), "id": target, "status": "good"}]
         if leaving[h.name] and leaving[h.name] != target:
             meta = h.facts["metas"].get(leaving[h.name], {})
@@ -111,6 +122,18 @@ def run(sess, target: str, db: str, locked: list) -> None:
         console.step(h.name, f"serving {target}", "green")
 
     sess.each(switch)
+
+
+def back_to(host, release: str | None) -> None:
+    """A host whose switch to the target failed serves what it served before (best effort: the
+    switch's own error is the one reported)."""
+    if not release:
+        return
+    try:
+        steps.serve(host, release, "switch back")
+        console.warn(f"{host.name}: rollback failed here; serving {release} again")
+    except MlctlError as e:
+        console.warn(f"{host.name}: could not switch back to {release}: {e.message}")
 
 
 def database(host, lay: Layout, leaving: str | None, target: str, policy: str) -> None:

@@ -335,3 +335,46 @@ def test_unreachable_host_fails_after_the_connect_timeout(case):
         subprocess.run(["ip", "link", "set", link, "up"], check=True)
     assert p.returncode == 5 and h3.address in last_line(p), p.stderr
     assert "timeouts.connect = 2s" in last_line(p), p.stderr
+
+
+def test_rollback_with_hosts_out_of_step_picks_a_release_every_host_has(case):
+    """A deploy to one host only (--host) leaves the hosts out of step. `--to` a release one
+    host lacks is refused; a plain rollback goes to the newest release good on EVERY host, so no
+    host's `current` ever points at a release it does not have."""
+    h1 = case.hosts[0]
+    case.commit({"STEP_NOTE": "all hosts\n"}, "all hosts")
+    base = case.deploy_ok()  # so that an earlier release is good on every host
+    with case.changed({"STEP_NOTE": "one host\n"}, "one host only"):
+        case.ok("test", "deploy", "--host", h1.address)
+        only_h1 = case.current(h1)  # h1's previous good release after the next deploy
+        case.commit({"STEP_NOTE": "one host again\n"}, "one host only, again")
+        case.ok("test", "deploy", "--host", h1.address)
+        p = case.fails("test", "rollback", "--to", only_h1, "--db", "code-only")
+        assert f"release {only_h1} is not on this host" in last_line(p), p.stderr
+        case.ok("test", "rollback", "--db", "code-only")
+        served = {case.current(h) for h in case.hosts}
+        assert len(served) == 1 and served.pop() < base
+        for h in case.hosts:
+            assert case.current(h) in case.releases(h)
+            assert case.sh(h, f"test -d {D}/current && echo ok") == "ok"
+    case.deploy_ok()  # every host on one new good release again
+
+
+def test_rollback_failing_on_one_host_leaves_that_host_on_its_release(case):
+    """The target fails its health check on h2 only: h2 is switched back and serves what it served
+    before, the others serve the target, and the error names h2."""
+    h2 = case.hosts[1]
+    case.commit({"STEP_NOTE": "before\n"}, "rollback target")
+    target = case.deploy_ok()
+    leaving = case.deploy_ok()
+    rev = f"{D}/releases/{target}/REVISION"
+    case.sh(h2, f"sudo sh -c 'echo not-{target} > {rev}'")
+    try:
+        p = case.fails("test", "rollback", "--db", "code-only", "--set", "timeouts.health=3")
+    finally:
+        case.sh(h2, f"sudo sh -c 'echo {target} > {rev}'")
+    assert h2.address in last_line(p) and "health check" in last_line(p), p.stderr
+    assert f"{h2.address}: rollback failed here; serving {leaving} again" in p.stderr
+    assert case.current(h2) == leaving
+    assert {case.current(h) for h in case.hosts if h is not h2} == {target}
+    case.deploy_ok()  # every host on one new good release again

@@ -162,7 +162,8 @@ def test_release_builders_exact():
     lay = Layout("/srv/my app")
     rel = f"'/srv/my app/releases/{RID}'"
     assert release.switch(lay, RID).render() == (
-        f"set -e; ln -sfn releases/{RID} '/srv/my app/current.new-{RID}' ; "
+        f"set -e; test -d {rel} || {{ echo 'release {RID} is not on this host' >&2; exit 1; }} ; "
+        f"ln -sfn releases/{RID} '/srv/my app/current.new-{RID}' ; "
         f"mv -Tf '/srv/my app/current.new-{RID}' '/srv/my app/current' ;"
     )
     assert release.remove_release(lay, RID).render() == f"rm -rf {rel}"
@@ -261,6 +262,10 @@ def test_builders_run_safely_in_a_hostile_directory(tmp_path):
     assert (rel / "REVISION").read_text() == RID + "\n"
     assert (rel / "media").resolve() == (root / "shared" / "media").resolve()
     assert sh(release.switch(lay, RID), tmp_path).returncode == 0
+    assert (root / "current").resolve() == rel.resolve()
+    gone = "20240101120001-abcdef2"
+    refused = sh(release.switch(lay, gone), tmp_path)
+    assert refused.returncode == 1 and f"release {gone} is not on this host" in refused.stderr
     assert (root / "current").resolve() == rel.resolve()
     got = sh(lock.acquire(lay), tmp_path, stdin='{"run_id": "r1"}')
     assert got.returncode == 0, got.stderr

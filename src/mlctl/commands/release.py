@@ -96,10 +96,16 @@ def link_venv(lay: Layout, rid: str, venv: str) -> Cmd:
 
 
 def switch(lay: Layout, rid: str) -> Cmd:
-    """Atomic switch: a new link, then rename over `current` (never rm then ln)."""
+    """Atomic switch: a new link, then rename over `current` (never rm then ln); `current`
+    never points at a release that is not there."""
     tmp = f"{lay.current}.new-{rid}"
+    missing = Cmd.of("echo", f"release {rid} is not on this host")
     return script(
-        Cmd.of("ln", "-sfn", f"releases/{rid}", tmp), Cmd.of("mv", "-Tf", tmp, lay.current)
+        Cmd.of("test", "-d", lay.release(rid)).otherwise(
+            Cmd((Raw("{"), missing, Raw(">&2; exit 1; }")))
+        ),
+        Cmd.of("ln", "-sfn", f"releases/{rid}", tmp),
+        Cmd.of("mv", "-Tf", tmp, lay.current),
     )
 
 
