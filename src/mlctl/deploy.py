@@ -8,6 +8,7 @@ the release it served before, and the lock is released in `finally`, also on Ctr
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from . import console, guards, prune, setup, source, steps, wheelhouse
 from .commands import release as relcmd
@@ -35,16 +36,30 @@ def deploy_task(sel, ref=None, dry_run=False, skip_tests=False, yes=False) -> in
         raise GuardRefused(f"--skip-tests is refused on protected environment {cfg.name}")
     if not dry_run:
         guards.confirm(cfg, "deploy", yes)
-    src = local_preflight(cfg, ref, skip_tests)
-    console.banner(cfg.name, cfg.color, f"deploy {src.commit[:12]} ({src.subject[:50]})", cfg.hosts)
+    # The hosts are reached (connect, facts) while git works here: neither waits for the other.
+    pool = ThreadPoolExecutor(max_workers=1)
     try:
-        sess.connect()
+        reaching = pool.submit(reach, sess)
+        src = local_preflight(cfg, ref, skip_tests)
+        src.archive()  # made now, while the hosts answer; the upload reuses it
+        console.banner(
+            cfg.name, cfg.color, f"deploy {src.commit[:12]} ({src.subject[:50]})", cfg.hosts
+        )
+        reaching.result()
         rid = Deploy(sess, src, dry_run).run()
     finally:
+        pool.shutdown(wait=True)  # a connect still under way ends within timeouts.connect
         sess.close()
     if not dry_run:
         console.done(f"{cfg.name}: release {rid} is live on {len(sess.hosts)} host(s)")
     return 0
+
+
+def reach(sess) -> None:
+    """Connect to every host and gather its facts (read-only; nothing changes on a host)."""
+    sess.connect()
+    if not sess.cfg.local:  # a local deploy prepares its directories first
+        sess.each(steps.gather_facts)
 
 
 def local_preflight(cfg, ref: str | None, skip_tests: bool) -> source.Source:
@@ -117,7 +132,7 @@ class Deploy:
         return self.rid
 
     def preflight(self, host) -> None:
-        facts = steps.gather_facts(host)
+        facts = host.facts or steps.gather_facts(host)
         name = self.cfg.name
         if facts["marker"] and facts["marker"] != name:
             raise PreflightFailed(
@@ -396,9 +411,7 @@ class Deploy:
     # ------------------------------------------------------------ helpers
 
     def archive(self) -> bytes:
-        if not hasattr(self, "_archive"):
-            self._archive = self.src.archive()
-        return self._archive
+        return self.src.archive()
 
     def meta(self, status: str) -> dict:
         leaves = {"leaves": self.leaves} if self.leaves is not None else {}

@@ -61,6 +61,17 @@ ENV_KEYS = section(
     keep_releases=Field(int, 5),
     service=Field(str, "systemd", choices=("systemd", "pidfile")),
     bind=Field(str, "127.0.0.1:8765", doc="gunicorn bind address for the pidfile service"),
+    gunicorn=Field(
+        section(
+            workers=Field(int, 2),
+            preload=Field(
+                bool,
+                True,
+                doc="load the app once in the master (less CPU per restart, an import error "
+                "fails the restart at once); false for apps that open connections at import",
+            ),
+        )
+    ),
     server_name=Field(str, "_"),
     database=Field(DATABASE, shorthand="engine"),
     health=Field(

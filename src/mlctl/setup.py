@@ -355,7 +355,8 @@ def template_values(cfg) -> dict:
         "socket": f"/run/{unit}.sock",
         "app_user": cfg["app_user"],
         "deploy_to": cfg["deploy_to"],
-        "workers": 2,
+        "workers": cfg["gunicorn"]["workers"],
+        "preload": " --preload" if cfg["gunicorn"]["preload"] else "",
         "wsgi": cfg.project["wsgi"],
         "server_name": cfg["server_name"],
     }

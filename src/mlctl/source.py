@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import PreflightFailed
@@ -24,16 +24,24 @@ class Source:
     ref: str
     branch: str
     subject: str
+    _archive: bytes | None = field(default=None, repr=False, compare=False)
+    _files: dict = field(default_factory=dict, repr=False, compare=False)
 
     def archive(self) -> bytes:
-        """The project directory at the commit, as one gzipped tar (streamed to every host)."""
-        tree = f"{self.commit}:{self.subdir}" if self.subdir else self.commit
-        raw = git(self.repo, "archive", "--format=tar", tree, binary=True)
-        return gzip.compress(raw, compresslevel=1)
+        """The project directory at the commit, as one gzipped tar (streamed to every host);
+        made once."""
+        if self._archive is None:
+            tree = f"{self.commit}:{self.subdir}" if self.subdir else self.commit
+            raw = git(self.repo, "archive", "--format=tar", tree, binary=True)
+            self._archive = gzip.compress(raw, compresslevel=1)
+        return self._archive
 
     def file(self, relpath: str) -> bytes:
-        path = f"{self.subdir}/{relpath}" if self.subdir else relpath
-        return git(self.repo, "show", f"{self.commit}:{path}", binary=True)
+        """One file at the commit (read once: every host thread asks for the requirements)."""
+        if relpath not in self._files:
+            path = f"{self.subdir}/{relpath}" if self.subdir else relpath
+            self._files[relpath] = git(self.repo, "show", f"{self.commit}:{path}", binary=True)
+        return self._files[relpath]
 
     def requirements_hash(self, requirements: str, python: str, platform: str) -> str:
         digest = hashlib.sha256(self.file(requirements))
@@ -55,15 +63,17 @@ def git(repo: str, *args: str, binary: bool = False):
 def resolve(repo: str, subdir: str, ref: str) -> Source:
     if not Path(repo, ".git").exists() and not Path(repo).joinpath("HEAD").exists():
         raise PreflightFailed(f"{repo} is not a git repository", "set project.source.repo")
-    try:
-        commit = git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if ref.startswith("-"):  # git would read it as an option
+        raise PreflightFailed(f"ref {ref!r} is not a valid git ref", "pass a branch, tag or commit")
+    try:  # the commit and its subject in one call
+        line = git(repo, "log", "-1", "--format=%H %s", f"{ref}^{{commit}}", "--")
+        commit, _, subject = line.partition(" ")
     except PreflightFailed:
         raise PreflightFailed(
             f"ref {ref!r} not found in {repo}", "fetch it or pass --ref"
         ) from None
     branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD") if ref == "HEAD" else ref
-    subject = git(repo, "log", "-1", "--format=%s", commit)
-    return Source(repo, subdir, commit, ref, branch, subject)
+    return Source(repo, subdir, commit, ref, branch, subject.strip())
 
 
 def dirty_files(repo: str) -> list[str]:

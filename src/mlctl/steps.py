@@ -265,6 +265,8 @@ def restart(host) -> None:
                     cfg["bind"],
                     cfg.project["wsgi"],
                     f"{lay.shared}/logs/gunicorn.log",
+                    cfg["gunicorn"]["workers"],
+                    cfg["gunicorn"]["preload"],
                 )
             ),
         )
@@ -326,7 +328,7 @@ def serve(host, release: str, step: str = "switch and restart") -> None:
     wait = cfg["timeouts"]["health"]
     unit = unit_name(cfg.project["name"])
     restart_and_probe = service.restart_and_probe(
-        systemd_restart(unit), health_probe(cfg, release, wait)
+        systemd_restart(unit), health_probe(cfg, release, wait), service.unit_log_tail(unit)
     )
     cmd = script(relcmd.switch(lay, release), restart_and_probe)
     try:

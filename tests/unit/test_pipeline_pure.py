@@ -231,3 +231,17 @@ def test_build_program_failure_ends_in_one_line_naming_the_check(tmp_path):
     last = p.stderr.strip().splitlines()[-1]
     assert p.returncode == 1
     assert last.startswith("check --deploy failed: SystemCheckError: ?: (security.W009)"), last
+
+
+def test_gunicorn_unit_follows_the_gunicorn_settings(write_inventory):
+    from mlctl import inventory
+    from tests.unit.conftest import BASE
+
+    inv = inventory.load(write_inventory(BASE))
+    unit = setup.render("gunicorn.service", **setup.template_values(inventory.resolve(inv, "test")))
+    assert "--workers 2 --preload --access-logfile" in unit
+    assert "RuntimeDirectory=gunicorn-app\nEnvironment=XDG_RUNTIME_DIR=/run/gunicorn-app\n" in unit
+    flags = {"gunicorn.workers": 4, "gunicorn.preload": False}
+    cfg = inventory.resolve(inv, "test", {}, flags)
+    unit = setup.render("gunicorn.service", **setup.template_values(cfg))
+    assert "--workers 4 --access-logfile" in unit and "--preload" not in unit

@@ -216,6 +216,15 @@ def test_restart_and_probe_exact_and_its_exit_status(tmp_path):
         '|| { kill "$probe" 2>/dev/null; exit 1; }; wait "$probe"'
     )
 
+    explained = service.restart_and_probe(
+        Cmd.of("false"), Cmd.of("sleep", "30"), service.unit_log_tail("gunicorn-app")
+    )
+    assert explained.render() == (
+        "sleep 30 & probe=$!; false "
+        '|| { kill "$probe" 2>/dev/null; journalctl _SYSTEMD_UNIT=gunicorn-app.service -n 3 '
+        '-o cat >&2; exit 1; }; wait "$probe"'
+    )
+
     def run(restart: str, *probe: str) -> int:
         built = service.restart_and_probe(Cmd.of("sh", "-c", restart), Cmd.of(*probe))
         return sh(script(built), tmp_path).returncode

@@ -10,18 +10,27 @@ def systemd_restart(unit: str) -> Cmd:
     return Cmd.of("systemctl", "restart", f"{unit}.service")
 
 
-def restart_and_probe(restart: Cmd, probe: Cmd) -> Cmd:
+def restart_and_probe(restart: Cmd, probe: Cmd, explain: Cmd | None = None) -> Cmd:
     """Restart with the health probe already running, so its start-up overlaps the restart (it
     waits for the release id it expects, so answers from the old processes don't count). The
-    probe's verdict is the exit status; a failed restart stops the probe and exits 1."""
+    probe's verdict is the exit status; a failed restart stops the probe, runs `explain` (its
+    output on stderr: the step's error ends with it) and exits 1."""
+    why = [explain, Raw(">&2;")] if explain else []
     return Cmd(
         (
             probe,
             Raw("& probe=$!;"),
             restart,
-            Raw('|| { kill "$probe" 2>/dev/null; exit 1; }; wait "$probe"'),
+            Raw('|| { kill "$probe" 2>/dev/null;'),
+            *why,
+            Raw('exit 1; }; wait "$probe"'),
         )
     )
+
+
+def unit_log_tail(unit: str, lines: int = 3) -> Cmd:
+    """The last lines the service's own processes logged (not systemd's notes about it)."""
+    return Cmd.of("journalctl", f"_SYSTEMD_UNIT={unit}.service", "-n", str(lines), "-o", "cat")
 
 
 def nginx_test_and_reload() -> Cmd:
@@ -47,7 +56,15 @@ def pidfile_stop(pidfile: str) -> Cmd:
     )
 
 
-def pidfile_start(current: str, pidfile: str, bind: str, wsgi: str, logfile: str) -> Cmd:
+def pidfile_start(
+    current: str,
+    pidfile: str,
+    bind: str,
+    wsgi: str,
+    logfile: str,
+    workers: int = 2,
+    preload: bool = False,
+) -> Cmd:
     return script(
         Cmd(
             (
@@ -63,12 +80,13 @@ def pidfile_start(current: str, pidfile: str, bind: str, wsgi: str, logfile: str
                     "--bind",
                     bind,
                     "--workers",
-                    "2",
+                    str(workers),
+                    *(["--preload"] if preload else []),
                     "--error-logfile",
                     logfile,
                     "--access-logfile",
                     logfile,
-                    wsgi.replace(":", ":", 1),
+                    wsgi,
                 ),
             )
         ),
