@@ -404,7 +404,7 @@ def tls_check(t: dict, min_days: int, now: float | None = None) -> Check:
 
 def lock_state(lk: dict, max_age: float) -> tuple[str, str]:
     """('free'|'held'|'stale', description) of a host's deploy lock."""
-    from .steps import describe_holder, stale_reason
+    from .locking import describe_holder, stale_reason
 
     if not lk.get("exists"):
         return "free", "free"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import console, guards, prune, setup, source, steps, wheelhouse
+from . import console, guards, locking, prune, setup, source, steps, wheelhouse
 from .commands import release as relcmd
 from .errors import (
     ConnectError,
@@ -152,7 +152,7 @@ class Deploy:
 
     def lock_all(self) -> None:
         # Every lock taken must be known, to record its outcome and release it.
-        steps.lock_hosts(self.sess, "deploy", self.rid, self.locked)
+        locking.lock_hosts(self.sess, "deploy", self.rid, self.locked)
         self.sess.each(self.clean_partials)
 
     def clean_partials(self, host) -> None:
@@ -406,7 +406,7 @@ class Deploy:
         steps.write_meta(host, {**self.meta("partial"), "removed": True})
 
     def unlock_all(self) -> None:
-        self.sess.each_settled(steps.unlock, list(self.locked))
+        self.sess.each_settled(locking.unlock, list(self.locked))
 
     # ------------------------------------------------------------ helpers
 

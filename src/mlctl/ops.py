@@ -7,7 +7,7 @@ import time
 
 from rich.table import Table
 
-from . import console, guards, steps
+from . import console, guards, locking, steps
 from .commands import lock as lockcmd
 from .commands import service
 from .errors import MlctlError, RemoteCommandFailed, UsageError
@@ -152,13 +152,13 @@ def lock_task(sel) -> int:
     try:
         for h in sess.hosts:
             text = h.run("read lock", lockcmd.read(Layout(sess.cfg["deploy_to"]))).stdout
-            holder = steps._parse(text)
+            holder = locking.parse_holder(text)
             if not holder:
                 console.out(f"{h.name}: free")
                 continue
-            stale = steps.stale_reason(holder, sess.cfg["timeouts"]["lock_stale"])
+            stale = locking.stale_reason(holder, sess.cfg["timeouts"]["lock_stale"])
             console.out(
-                f"{h.name}: held by {steps.describe_holder(holder)}"
+                f"{h.name}: held by {locking.describe_holder(holder)}"
                 + (f" — stale: {stale}" if stale else "")
             )
     finally:
@@ -171,14 +171,14 @@ def unlock_task(sel, force=False, yes=False) -> int:
     lay = Layout(sess.cfg["deploy_to"])
     try:
         for h in sess.hosts:
-            holder = steps._parse(h.run("read lock", lockcmd.read(lay)).stdout)
+            holder = locking.parse_holder(h.run("read lock", lockcmd.read(lay)).stdout)
             if not holder:
                 console.out(f"{h.name}: free")
                 continue
-            stale = steps.stale_reason(holder, sess.cfg["timeouts"]["lock_stale"])
+            stale = locking.stale_reason(holder, sess.cfg["timeouts"]["lock_stale"])
             if not stale and not force:
                 raise UsageError(
-                    f"{h.name}: lock held by {steps.describe_holder(holder)} " "may still be alive",
+                    f"{h.name}: lock held by {locking.describe_holder(holder)} may still be alive",
                     "wait, or pass --force",
                 )
             h.run("remove lock", lockcmd.take_over(lay, sess.journal.run_id))

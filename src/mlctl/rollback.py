@@ -11,7 +11,7 @@ before the switch.
 
 from __future__ import annotations
 
-from . import console, guards, steps
+from . import console, guards, locking, steps
 from .errors import MlctlError, NeedsOperator, RollbackFailed
 from .layout import Layout, check_release_id
 from .selection import open_session
@@ -31,13 +31,13 @@ def rollback_task(sel, to=None, db="auto", yes=False) -> int:
         console.banner(cfg.name, cfg.color, f"rollback to {target} (db: {db})", cfg.hosts)
         locked: list = []
         try:
-            steps.lock_hosts(sess, "rollback", target, locked)
+            locking.lock_hosts(sess, "rollback", target, locked)
             run(sess, target, db, locked)
         except BaseException as e:
             record_failure(locked, target, db, e)
             raise
         finally:
-            sess.each_settled(steps.unlock, locked)
+            sess.each_settled(locking.unlock, locked)
     finally:
         sess.close()
     console.done(f"{cfg.name}: serving {target}")

@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+
+from mlctl.locking import process_alive
 
 from .harness import CANARY_SUM, D
 
@@ -104,16 +105,6 @@ def served_release(address: str, wait: float = 15) -> tuple[int | None, str]:
     return last
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
-
-
 def host_problems(world, host, facts: dict) -> list[str]:
     good = world.good
     bad = []
@@ -140,7 +131,7 @@ def host_problems(world, host, facts: dict) -> list[str]:
     lock = facts["lock"]
     if lock is not None:
         mine = lock.get("host") == socket.gethostname()
-        if not (mine and _alive(int(lock.get("pid") or 0))):
+        if not (mine and process_alive(int(lock.get("pid") or 0))):
             bad.append(f"lock left behind: {lock}")
     bad += history_problems(world, facts["history"])
     return bad

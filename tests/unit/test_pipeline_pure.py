@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import journal, prune, remote, setup, steps, wheelhouse
+from mlctl import journal, locking, prune, remote, setup, steps, wheelhouse
 from mlctl.errors import UsageError
 from mlctl.layout import Layout, check_release_id
 from mlctl.ops import release_rows
@@ -64,16 +64,16 @@ def test_layout_paths():
 
 def test_lock_staleness():
     me = socket.gethostname()
-    assert steps.stale_reason({}, 3600) == "no holder recorded"
+    assert locking.stale_reason({}, 3600) == "no holder recorded"
     alive = {"host": me, "pid": os.getpid(), "time": time.time()}
-    assert steps.stale_reason(alive, 3600) == ""
+    assert locking.stale_reason(alive, 3600) == ""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    assert "is gone" in steps.stale_reason({**alive, "pid": dead.pid}, 3600)
+    assert "is gone" in locking.stale_reason({**alive, "pid": dead.pid}, 3600)
     other = {"host": "elsewhere", "pid": 1, "time": time.time() - 7200}
-    assert steps.stale_reason(other, 3600) == "older than 3600s"
-    assert steps.stale_reason({**other, "time": time.time()}, 3600) == ""
-    assert "pid 1" in steps.describe_holder(other)
+    assert locking.stale_reason(other, 3600) == "older than 3600s"
+    assert locking.stale_reason({**other, "time": time.time()}, 3600) == ""
+    assert "pid 1" in locking.describe_holder(other)
 
 
 def test_manylinux_tags_follow_the_hosts_glibc():

@@ -282,6 +282,11 @@ def test_builders_run_safely_in_a_hostile_directory(tmp_path):
     assert (held.returncode, held.stdout) == (lock.HELD, '{"run_id": "r1"}')
     assert sh(lock.release(lay, "r1"), tmp_path).returncode == 0
     assert not (root / ".mlctl" / "lock").exists()
+    # mkdir failing for another reason is an error, not "held" (here: a file in the way)
+    (root / ".mlctl" / "lock").write_text("")
+    blocked = sh(lock.acquire(lay), tmp_path, stdin='{"run_id": "r3"}')
+    assert blocked.returncode == 1 and "File exists" in blocked.stderr, blocked
+    (root / ".mlctl" / "lock").unlink()
     assert sh(release.remove_release(lay, RID), tmp_path).returncode == 0
     assert not rel.exists() and root.is_dir()
     assert not (tmp_path / "canary").exists() and not (root / "canary").exists()

@@ -9,20 +9,24 @@ HELD = 3  # exit code of `acquire` when someone else holds the lock
 
 
 def acquire(lay: Layout) -> Cmd:
-    """mkdir the lock; on success store stdin as holder.json and append it to the history."""
+    """mkdir the lock; on success store stdin as holder.json and append it to the history. Exit
+    HELD (with the holder on stdout) only when the lock exists; any other mkdir failure
+    (permissions, a full or read-only disk) exits 1 with mkdir's own message."""
     holder = f"{lay.lock}/holder.json"
     return Cmd(
         (
             Cmd.of("mkdir", "-p", lay.state),
-            Raw("&& if"),
+            Raw("&& if _e=$("),
             Cmd.of("mkdir", lay.lock),
-            Raw("2>/dev/null; then"),
+            Raw("2>&1); then"),
             Cmd.of("cat").redirect(holder),
             Raw("&&"),
             Cmd.of("cat", holder).redirect(lay.history, append=True),
-            Raw("; else"),
+            Raw("; elif"),
+            Cmd.of("test", "-d", lay.lock),
+            Raw("; then"),
             Cmd.of("cat", holder),
-            Raw(f"2>/dev/null; exit {HELD}; fi"),
+            Raw(f'2>/dev/null; exit {HELD}; else echo "$_e" >&2; exit 1; fi'),
         )
     )
 
