@@ -46,7 +46,7 @@ def deploy_task(sel, ref=None, dry_run=False, skip_tests=False, yes=False) -> in
             cfg.name, cfg.color, f"deploy {src.commit[:12]} ({src.subject[:50]})", cfg.hosts
         )
         reaching.result()
-        rid = Deploy(sess, src, dry_run).run()
+        rid = Deploy(sess, src, dry_run, facts_ready=not cfg.local).run()
     finally:
         pool.shutdown(wait=True)  # a connect still under way ends within timeouts.connect
         sess.close()
@@ -82,8 +82,9 @@ def local_preflight(cfg, ref: str | None, skip_tests: bool) -> source.Source:
 
 
 class Deploy:
-    def __init__(self, sess, src: source.Source, dry_run: bool = False):
+    def __init__(self, sess, src: source.Source, dry_run=False, facts_ready=False):
         self.sess, self.cfg, self.src, self.dry = sess, sess.cfg, src, dry_run
+        self.facts_ready = facts_ready  # gathered by `reach` while git worked
         self.lay = Layout(self.cfg["deploy_to"])
         self.rid = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "-" + src.commit[:12]
         self.rel = self.lay.release(self.rid)
@@ -132,7 +133,7 @@ class Deploy:
         return self.rid
 
     def preflight(self, host) -> None:
-        facts = host.facts or steps.gather_facts(host)
+        facts = host.facts if self.facts_ready else steps.gather_facts(host)
         name = self.cfg.name
         if facts["marker"] and facts["marker"] != name:
             raise PreflightFailed(
