@@ -163,7 +163,8 @@ class Deploy:
             if meta.get("removed"):
                 continue
             if meta.get("status") in ("building", "partial") and rid != facts.get("current"):
-                console.step(host.name, f"removing partial release {rid}", "yellow")
+                if rid in facts.get("releases", []):
+                    console.step(host.name, f"removing partial release {rid}", "yellow")
                 marked = {**meta, "id": rid, "status": "partial", "removed": True}
                 host.run(
                     "remove partial release",
