@@ -7,6 +7,7 @@ the release it served before, and the lock is released in `finally`, also on Ctr
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,14 +40,14 @@ def deploy_task(sel, ref=None, dry_run=False, skip_tests=False, yes=False) -> in
     # The hosts are reached (connect, facts) while git works here: neither waits for the other.
     pool = ThreadPoolExecutor(max_workers=1)
     try:
-        reaching = pool.submit(reach, sess)
+        reaching = pool.submit(reach, sess, dry_run)
         src = local_preflight(cfg, ref, skip_tests)
         src.archive()  # made now, while the hosts answer; the upload reuses it
         console.banner(
             cfg.name, cfg.color, f"deploy {src.commit[:12]} ({src.subject[:50]})", cfg.hosts
         )
         reaching.result()
-        rid = Deploy(sess, src, dry_run, facts_ready=not cfg.local).run()
+        rid = Deploy(sess, src, dry_run).run()
     finally:
         pool.shutdown(wait=True)  # a connect still under way ends within timeouts.connect
         sess.close()
@@ -55,11 +56,13 @@ def deploy_task(sel, ref=None, dry_run=False, skip_tests=False, yes=False) -> in
     return 0
 
 
-def reach(sess) -> None:
-    """Connect to every host and gather its facts (read-only; nothing changes on a host)."""
+def reach(sess, dry_run: bool) -> None:
+    """Connect to every host and gather its facts (nothing changes on a server; a local
+    environment gets its directories and .env first)."""
     sess.connect()
-    if not sess.cfg.local:  # a local deploy prepares its directories first
-        sess.each(steps.gather_facts)
+    if sess.cfg.local and not dry_run:
+        setup.prepare_local(sess)
+    sess.each(steps.gather_facts)
 
 
 def local_preflight(cfg, ref: str | None, skip_tests: bool) -> source.Source:
@@ -82,9 +85,8 @@ def local_preflight(cfg, ref: str | None, skip_tests: bool) -> source.Source:
 
 
 class Deploy:
-    def __init__(self, sess, src: source.Source, dry_run=False, facts_ready=False):
+    def __init__(self, sess, src: source.Source, dry_run: bool = False):
         self.sess, self.cfg, self.src, self.dry = sess, sess.cfg, src, dry_run
-        self.facts_ready = facts_ready  # gathered by `reach` while git worked
         self.lay = Layout(self.cfg["deploy_to"])
         self.rid = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "-" + src.commit[:12]
         self.rel = self.lay.release(self.rid)
@@ -100,9 +102,8 @@ class Deploy:
     # ------------------------------------------------------------ the pipeline
 
     def run(self) -> str:
+        """The pipeline on hosts that `reach` connected and gathered facts from."""
         sess = self.sess
-        if self.cfg.local and not self.dry:
-            setup.prepare_local(sess)
         sess.each(self.preflight)
         if self.dry:
             for h in sess.hosts:  # from here on every step prints its command instead
@@ -133,7 +134,7 @@ class Deploy:
         return self.rid
 
     def preflight(self, host) -> None:
-        facts = host.facts if self.facts_ready else steps.gather_facts(host)
+        facts = host.facts  # gathered by `reach`
         name = self.cfg.name
         if facts["marker"] and facts["marker"] != name:
             raise PreflightFailed(
@@ -166,12 +167,7 @@ class Deploy:
                 if rid in facts.get("releases", []):
                     console.step(host.name, f"removing partial release {rid}", "yellow")
                 marked = {**meta, "id": rid, "status": "partial", "removed": True}
-                host.run(
-                    "remove partial release",
-                    script(
-                        relcmd.remove_release(self.lay, rid), relcmd.write_meta(self.lay, marked)
-                    ),
-                )
+                steps.record(host, metas=[marked], then=[relcmd.remove_release(self.lay, rid)])
 
     def build(self, host) -> None:
         """One round trip when the venv exists and no before_build hook runs: metadata
@@ -205,7 +201,7 @@ class Deploy:
         for i, hook in enumerate(self.cfg["hooks"][stage]):
             host.run(
                 f"hook {stage}[{i}]",
-                Cmd((Cmd.of("cd", self.rel), _raw_and(), Cmd.of("sh", "-c", hook))),
+                Cmd.of("sh", "-c", hook).in_dir(self.rel),
             )
 
     def venv_hash(self, host) -> str:
@@ -352,17 +348,15 @@ class Deploy:
         self.sess.each_settled(lambda h: self.record_failure(h, why), list(self.locked))
 
     def record_failure(self, host, why: str) -> None:
-        steps.history(
-            host,
-            {
-                "event": "finished",
-                "action": "deploy",
-                "release": self.rid,
-                "outcome": "needs-operator" if self.needs_operator else "failed",
-                "stage": self.stage,
-                "error": mask(why, self.sess.secrets)[:300],
-            },
-        )
+        event = {
+            "event": "finished",
+            "action": "deploy",
+            "release": self.rid,
+            "outcome": "needs-operator" if self.needs_operator else "failed",
+            "stage": self.stage,
+            "error": mask(why, self.sess.secrets)[:300],
+        }
+        steps.record(host, event=event)
 
     def revert(self, why: str) -> None:
         console.warn(f"rolling every host back after: {why}")
@@ -392,7 +386,7 @@ class Deploy:
         try:
             if previous:
                 leaves = steps.release_leaves(host, previous)
-                plan = steps.migration_info(host, self.rel, "plan", _json(leaves))
+                plan = steps.migration_info(host, self.rel, "plan", json.dumps(leaves))
                 if not plan["irreversible"]:
                     for app, name in plan["targets"]:
                         steps.migrate(host, self.rel, app, name)
@@ -404,8 +398,8 @@ class Deploy:
             steps.restore(host, snap)
 
     def discard(self, host) -> None:
-        host.run("remove partial release", relcmd.remove_release(self.lay, self.rid), warn=True)
-        steps.write_meta(host, {**self.meta("partial"), "removed": True})
+        removed = {**self.meta("partial"), "removed": True}
+        steps.record(host, metas=[removed], then=[relcmd.remove_release(self.lay, self.rid)])
 
     def unlock_all(self) -> None:
         self.sess.each_settled(locking.unlock, list(self.locked))
@@ -429,18 +423,6 @@ class Deploy:
             "run_id": self.sess.journal.run_id,
             **leaves,
         }
-
-
-def _json(value) -> str:
-    import json
-
-    return json.dumps(value)
-
-
-def _raw_and():
-    from .shell import Raw
-
-    return Raw("&&")
 
 
 def _printer(host, streamed: bool = False):

@@ -11,6 +11,8 @@ before the switch.
 
 from __future__ import annotations
 
+import json
+
 from . import console, guards, locking, steps
 from .errors import MlctlError, NeedsOperator, RollbackFailed
 from .layout import Layout, check_release_id
@@ -57,7 +59,7 @@ def record_failure(hosts: list, target: str, db: str, error: BaseException) -> N
     }
     for h in hosts:
         try:
-            steps.history(h, event)
+            steps.record(h, event=event)
         except MlctlError:
             pass  # the host is unreachable: the error itself is what the user must see
 
@@ -145,7 +147,7 @@ def database(host, lay: Layout, leaving: str | None, target: str, policy: str) -
     if leaves == host.facts.get("metas", {}).get(leaving, {}).get("leaves"):
         console.step(host.name, "no migration to reverse (same migrations in both releases)")
         return None
-    plan = steps.migration_info(host, lay.release(leaving), "plan", _json(leaves))
+    plan = steps.migration_info(host, lay.release(leaving), "plan", json.dumps(leaves))
     if not plan["unapply"]:
         console.step(host.name, "no migration to reverse")
         return None
@@ -174,9 +176,3 @@ def restore_snapshot(host, lay: Layout, leaving: str) -> None:
         )
     console.warn(f"{host.name}: restoring {path}; writes since that deploy are lost")
     steps.restore(host, path)
-
-
-def _json(value) -> str:
-    import json
-
-    return json.dumps(value)

@@ -14,6 +14,7 @@ from .commands import db as dbcmd
 from .commands import lock as lockcmd
 from .commands import release as relcmd
 from .commands import service
+from .commands.db import ENV_PUBLIC as PUBLIC
 from .errors import DeployFailed, RemoteCommandFailed
 from .journal import local_user
 from .layout import Layout, unit_name
@@ -24,27 +25,12 @@ def layout(host) -> Layout:
     return Layout(host.session.cfg["deploy_to"])
 
 
-# Names, users and paths in the shared .env are not secret; every other value is treated as one.
-ENV_PUBLIC = (
-    "DEBUG",
-    "ALLOWED_HOSTS",
-    "MEDIA_ROOT",
-    "STATIC_ROOT",
-    "PGHOST",
-    "PGPORT",
-    "PGUSER",
-    "PGDATABASE",
-    "TIME_ZONE",
-    "LOG_LEVEL",
-)
-
-
 def gather_facts(host) -> dict:
     """The host's facts in one round trip. The shared .env's values (SECRET_KEY, PGPASSWORD, …)
     come along and go straight into the mask: a failing step's output may show them, and the
     inventory alone does not know the generated ones."""
     cfg = host.session.cfg
-    argv = [cfg["python"], "-c", remote.source("facts"), cfg["deploy_to"], ",".join(ENV_PUBLIC)]
+    argv = [cfg["python"], "-c", remote.source("facts"), cfg["deploy_to"], ",".join(PUBLIC)]
     facts = json.loads(host.run("facts", Cmd.of(*argv)).stdout)
     host.session.add_secrets(facts.pop("env_values", []))
     host.facts = facts
@@ -62,14 +48,6 @@ def history_record(host, event: dict) -> dict:
         "env": host.session.cfg.name,
         **event,
     }
-
-
-def history(host, event: dict) -> None:
-    host.run("history", relcmd.append_history(layout(host), history_record(host, event)))
-
-
-def write_meta(host, meta: dict) -> None:
-    host.run("release metadata", relcmd.write_meta(layout(host), meta))
 
 
 def record(host, metas=(), event: dict | None = None, then=(), unlock: bool = False):

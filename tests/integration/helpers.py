@@ -80,6 +80,26 @@ def write_inventory(farm, repo: Path, path: Path, **env_overrides) -> Path:
     return path
 
 
+def run(
+    argv, cwd: Path | None = None, env: dict | None = None, timeout: float = 600, check=True
+) -> subprocess.CompletedProcess:
+    """A command, its output captured; AssertionError with that output when it fails."""
+    p = subprocess.run(
+        [str(a) for a in argv],
+        cwd=cwd,
+        env=env or os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and p.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, argv))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
+        )
+    return p
+
+
 def mlctl(
     inventory: Path, *args: str, env: dict | None = None, check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess:
@@ -89,19 +109,19 @@ def mlctl(
         "MLCTL_CONFIRM": "live",
         **(env or {}),
     }
-    p = subprocess.run(
+    argv = [sys.executable, "-m", "mlctl.cli", *args]
+    return run(argv, env=full_env, timeout=timeout, check=check)
+
+
+def mlctl_popen(inventory: Path, *args: str) -> subprocess.Popen:
+    """A long-running mlctl (follow, watch) to be stopped with a signal; text pipes."""
+    return subprocess.Popen(
         [sys.executable, "-m", "mlctl.cli", *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        env=full_env,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
+        env={**os.environ, "MLCTL_INVENTORY": str(inventory)},
     )
-    if check and p.returncode != 0:
-        raise AssertionError(
-            f"mlctl {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
-        )
-    return p
 
 
 def ssh(farm, host, command: str) -> str:

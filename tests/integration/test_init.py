@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import urllib.error
@@ -31,8 +30,9 @@ import pytest
 
 from tests.hosts.farm import Farm
 from tests.hosts.fixtures import booted
+from tests.unit.test_init import WRITTEN
 
-from .helpers import APP, ROOT, git, ssh
+from .helpers import APP, ROOT, git, run, ssh
 
 BIN = Path(sys.executable).parent
 D = "/srv/mysite"
@@ -42,23 +42,6 @@ D = "/srv/mysite"
 def host_farm(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("farm")
     yield from booted(Farm(1, workdir=workdir, prefix="mlinit", network="198.51.100.128/26"))
-
-
-def run(argv, cwd: Path, env: dict | None = None, timeout: float = 600, check: bool = True):
-    p = subprocess.run(
-        [str(a) for a in argv],
-        cwd=cwd,
-        env=env or os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    if check and p.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(map(str, argv))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
-        )
-    return p
 
 
 def mlctl_env(logs: Path) -> dict:
@@ -158,17 +141,7 @@ def test_init_writes_files_and_the_inventory_validates(world):
     project = world["project"]
     p = mlctl(project, "init")
     out = p.stdout + p.stderr
-    for name in (
-        "environments.yaml",
-        "fabfile.py",
-        "tasks.py",
-        "Makefile",
-        ".pre-commit-config.yaml",
-        "WORKFLOW.md",
-        "mysite/settings_deploy.py",
-        "mysite/wsgi_deploy.py",
-        "mysite/healthz.py",
-    ):
+    for name in WRITTEN:
         assert (project / name).is_file(), name
         assert f"wrote {name}" in out
     assert "mlctl test setup" in out and "mlctl test deploy" in out

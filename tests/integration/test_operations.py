@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 
@@ -19,6 +17,7 @@ from .helpers import (
     current,
     healthz,
     mlctl,
+    mlctl_popen,
     new_project,
     psql,
     ssh,
@@ -187,14 +186,7 @@ def test_logs_merge_hosts_and_follow_ends_cleanly_on_ctrl_c(ops):
         assert any(line.startswith(h.address) and "/healthz" in line for line in out.splitlines())
     app = mlctl(inv, "live", "logs", "-n", "5").stdout
     assert app.strip(), "the app journal is empty"
-    env = {**os.environ, "MLCTL_INVENTORY": str(inv)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlctl.cli", "live", "logs", "--service", "nginx-access", "-f"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = mlctl_popen(inv, "live", "logs", "--service", "nginx-access", "-f")
     time.sleep(3)
     healthz(ops["live"][0].address)
     time.sleep(1)
@@ -208,14 +200,7 @@ def test_logs_merge_hosts_and_follow_ends_cleanly_on_ctrl_c(ops):
 
 
 def test_diag_watch_refreshes_until_ctrl_c(ops):
-    env = {**os.environ, "MLCTL_INVENTORY": str(ops["inv"])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlctl.cli", "live", "diag", "--watch", "--interval", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = mlctl_popen(ops["inv"], "live", "diag", "--watch", "--interval", "1")
     time.sleep(4)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)

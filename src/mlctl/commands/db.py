@@ -23,6 +23,21 @@ _SQLITE_VERIFY = (
 )
 
 
+# Names, users and paths in the shared .env are not secret; every other value is treated as one.
+ENV_PUBLIC = (
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "MEDIA_ROOT",
+    "STATIC_ROOT",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "TIME_ZONE",
+    "LOG_LEVEL",
+)
+
+
 def load_env(env_file: str) -> Cmd:
     """Export the .env's KEY=VALUE lines without evaluating them.
 

@@ -13,6 +13,7 @@ import json
 
 from ..layout import Layout, unit_name
 from ..shell import Cmd
+from .db import ENV_PUBLIC, load_env
 
 MODES = ("check", "diag", "status", "monitor")
 
@@ -116,12 +117,9 @@ def as_app(argv):
 
 
 def in_release(argv):
-    # The release's .env is exported like `manage.py` sees it, line by line as data (the same loop
-    # as commands/db.load_env): sourcing it would run a value's `$(...)` as root.
-    shell = ('cd "$1" && if [ -f ./.env ]; then while IFS= read -r _l || [ -n "$_l" ]; do'
-             ' case "$_l" in *=*) ;; *) continue ;; esac;'
-             ' case "${_l%%=*}" in ""|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac;'
-             ' export "$_l"; done < ./.env; fi && shift && exec "$@"')
+    # The release's .env is exported like `manage.py` sees it, line by line as data (LOAD_ENV is
+    # commands/db.load_env, put in by program()): sourcing it would run a value's `$(...)` as root.
+    shell = 'cd "$1" && if [ -f ./.env ]; then ' + LOAD_ENV + '; fi && shift && exec "$@"'
     return as_app(["sh", "-c", shell, "sh", path("current")] + argv)
 
 
@@ -457,9 +455,7 @@ def env_values():
 def is_secret(key):
     # Names, users and paths (PGUSER, MEDIA_ROOT) are not secret; masking them would hide the
     # project name everywhere. Anything credential-like is.
-    public = ("DEBUG", "ALLOWED_HOSTS", "MEDIA_ROOT", "STATIC_ROOT", "PGHOST", "PGPORT", "PGUSER",
-              "PGDATABASE", "TIME_ZONE", "LOG_LEVEL")
-    return key.upper() not in public
+    return key.upper() not in ENV_PUBLIC
 
 
 def masked(obj, secrets):
@@ -547,7 +543,12 @@ def facts(python: str, config: dict) -> Cmd:
 
 def program() -> bytes:
     """The probe script with the Django probe it hands to the release's venv, ready to run."""
-    tail = f'\nDJANGO_PROBE = {DJANGO_PROBE!r}\n\nif __name__ == "__main__":\n    main()\n'
+    tail = (
+        f"\nDJANGO_PROBE = {DJANGO_PROBE!r}\n"
+        f"LOAD_ENV = {load_env('./.env').render()!r}\n"
+        f"ENV_PUBLIC = {ENV_PUBLIC!r}\n"
+        '\nif __name__ == "__main__":\n    main()\n'
+    )
     return (PROBE_SCRIPT + tail).encode()
 
 

@@ -35,10 +35,10 @@ def metas():
 def env_values():
     values = []
     for line in (read(os.path.join(root, "shared", ".env"), "") or "").splitlines():
-        key, eq, value = line.partition("=")
+        key, eq, value = line.strip().removeprefix("export ").partition("=")
         key = key.strip()
         if eq and key and not key.startswith("#") and key.upper() not in public:
-            values.append(value.strip())
+            values.append(value.strip().strip("'\""))
     return values
 
 
