@@ -15,10 +15,12 @@ from pathlib import Path
 
 from bench import report
 from bench.tools import ENV, Ansible, BenchError, Floor, Mlctl, Workspace
+from tests.hosts.farm import placed
 
-FARM_DIR = Path("/tmp/mlctl-bench-farm")
-FARM_PREFIX = "mlbench"  # never "mlctl": that farm belongs to the test suite and other people
-FARM_NETWORK = "198.51.100.192/26"
+# never "mlctl": that farm belongs to the test suite and other people
+FARM_PREFIX, FARM_NETWORK, FARM_DIR = placed(
+    "mlbench", "198.51.100.192/26", Path("/tmp/mlctl-bench-farm")
+)
 WORK_DIR = Path("/tmp/mlctl-bench-work")
 HOSTS = 3
 

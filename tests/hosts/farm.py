@@ -108,16 +108,42 @@ def can_boot() -> tuple[bool, str]:
     return True, "ok"
 
 
+# MLCTL_FARM_SLOT=N moves every farm of a run (the suite's, the battery's, init's, the bench's)
+# into a space of its own: prefix "<prefix>N", the same host octets in 198.18.N.0/24 (for
+# 198.51.100.0/24) or 198.19.N.0/24 (for 203.0.113.0/24), workdir "<workdir>-slotN". Several runs
+# can then share one machine without touching each other's hosts.
+SLOT_NETWORKS = {"198.51.100.": "198.18.", "203.0.113.": "198.19."}
+
+
+def farm_slot() -> str:
+    return os.environ.get("MLCTL_FARM_SLOT", "").strip()
+
+
+def placed(prefix: str, network: str, workdir: str | os.PathLike) -> tuple[str, str, Path]:
+    """A farm's prefix, network and workdir, moved into MLCTL_FARM_SLOT when it is set."""
+    slot = farm_slot()
+    if not slot:
+        return prefix, network, Path(workdir)
+    if not slot.isdigit() or not 1 <= int(slot) <= 99:
+        raise FarmError(f"MLCTL_FARM_SLOT must be a number from 1 to 99, not {slot!r}")
+    for old, new in SLOT_NETWORKS.items():
+        if network.startswith(old):
+            network = f"{new}{slot}.{network[len(old):]}"
+            break
+    return f"{prefix}{slot}", network, Path(f"{workdir}-slot{slot}")
+
+
 def default_workdir() -> Path:
-    return Path(os.environ.get("MLCTL_FARM_DIR") or DEFAULT_WORKDIR).absolute()
+    explicit = os.environ.get("MLCTL_FARM_DIR")
+    return Path(explicit or placed(DEFAULT_PREFIX, DEFAULT_NETWORK, DEFAULT_WORKDIR)[2]).absolute()
 
 
 def default_prefix() -> str:
-    return os.environ.get("MLCTL_FARM_PREFIX") or DEFAULT_PREFIX
+    return os.environ.get("MLCTL_FARM_PREFIX") or placed(DEFAULT_PREFIX, DEFAULT_NETWORK, "")[0]
 
 
 def default_network() -> str:
-    return os.environ.get("MLCTL_FARM_NETWORK") or DEFAULT_NETWORK
+    return os.environ.get("MLCTL_FARM_NETWORK") or placed(DEFAULT_PREFIX, DEFAULT_NETWORK, "")[1]
 
 
 class Farm:

@@ -22,15 +22,14 @@ import yaml
 from fabric import Connection
 
 from tests.hosts import Farm, FarmError, cleanup_leftovers, network
-from tests.hosts.farm import cgroup_tops, read_state
+from tests.hosts.farm import cgroup_tops, placed, read_state
 from tests.hosts.fixtures import require_boot
 from tests.hosts.system import find_processes, is_alive, mounts_under
 
 pytestmark = pytest.mark.hosts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CRASH_PREFIX = "mlcrash"
-CRASH_NETWORK = "203.0.113.0/24"
+CRASH_PREFIX, CRASH_NETWORK, _ = placed("mlcrash", "203.0.113.0/24", "")
 OUTSIDE_ADDRESS = "192.0.2.1"  # anything outside the farm subnet must be unreachable
 
 

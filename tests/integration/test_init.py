@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hosts.farm import Farm
+from tests.hosts.farm import Farm, placed
 from tests.hosts.fixtures import booted
 from tests.unit.test_init import WRITTEN
 
@@ -41,7 +41,8 @@ D = "/srv/mysite"
 @pytest.fixture(scope="module")
 def host_farm(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("farm")
-    yield from booted(Farm(1, workdir=workdir, prefix="mlinit", network="198.51.100.128/26"))
+    prefix, network, _ = placed("mlinit", "198.51.100.128/26", "")
+    yield from booted(Farm(1, workdir=workdir, prefix=prefix, network=network))
 
 
 def mlctl_env(logs: Path) -> dict:

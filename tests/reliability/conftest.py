@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.hosts import Farm
+from tests.hosts.farm import placed
 from tests.hosts.fixtures import booted
 
 from .harness import World
 from .invariants import check_world
 
-WORKDIR = Path("/tmp/mlctl-rel-farm")
-PREFIX = "mlrel"
-NETWORK = "198.51.100.64/26"
+PREFIX, NETWORK, WORKDIR = placed("mlrel", "198.51.100.64/26", Path("/tmp/mlctl-rel-farm"))
 
 
 @pytest.fixture(scope="session")
