@@ -1,4 +1,5 @@
 try:
-    from tests.hosts.fixtures import farm  # noqa: F401 — session fixture: real booted test hosts
+    # Session fixtures: real booted test hosts (the machine's own image, and Debian 13).
+    from tests.hosts.fixtures import farm, farm13  # noqa: F401
 except ImportError:  # pragma: no cover — only while the host farm module is absent
     pass

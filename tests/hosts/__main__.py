@@ -1,6 +1,8 @@
 """Command line for the test host farm (run from the repository root, as root).
 
     python -m tests.hosts up [N]            boot N hosts (default 3); last line: inventory path
+    python -m tests.hosts up N --image debian13   ... from a Debian 13 tree (built once, cached)
+    python -m tests.hosts image debian13    build (or find) an image; prints its path
     python -m tests.hosts status            hosts, pids, memory
     python -m tests.hosts ssh h1 [cmd...]   ssh to a host as root (--user deploy to change)
     python -m tests.hosts down              stop everything, remove all traces
@@ -18,7 +20,9 @@ import shlex
 import sys
 import time
 
+from . import image as images
 from .farm import Farm, FarmError, cleanup_leftovers, default_workdir, read_state
+from .system import CommandError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--prefix", help="name prefix for namespaces, links, cgroups")
     up.add_argument("--network", help="IPv4 subnet, e.g. 198.51.100.0/24")
     up.add_argument("--timeout", type=float, default=60, help="boot timeout in seconds")
+    up.add_argument(
+        "--image",
+        default=images.DEFAULT_IMAGE,
+        choices=sorted(images.IMAGES),
+        help="root filesystem: the machine's own (default) or debian13",
+    )
     up.set_defaults(func=_up)
+
+    build = commands.add_parser("image", help="build an image unless it is cached; prints its path")
+    build.add_argument("name", choices=sorted(images.IMAGES))
+    build.set_defaults(func=_image)
 
     commands.add_parser("status", help="show hosts").set_defaults(func=_status)
 
@@ -66,7 +80,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _up(args: argparse.Namespace) -> int:
-    farm = Farm(args.n, prefix=args.prefix, network=args.network, boot_timeout=args.timeout)
+    farm = Farm(
+        args.n,
+        prefix=args.prefix,
+        network=args.network,
+        boot_timeout=args.timeout,
+        image=args.image,
+    )
     started = time.monotonic()
     farm.up()
     print(f"{len(farm.hosts)} host(s) up in {time.monotonic() - started:.1f}s:")
@@ -77,9 +97,20 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        path = images.get(args.name).ensure()
+    except (images.ImageError, CommandError) as exc:
+        raise FarmError(f"image {args.name}: {exc}") from exc
+    print(f"image {args.name} ready in {time.monotonic() - started:.1f}s:", file=sys.stderr)
+    print(path)
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     farm = Farm.attach()
-    print(f"farm {farm.prefix} in {farm.workdir} ({farm.network})")
+    print(f"farm {farm.prefix} in {farm.workdir} ({farm.network}, image {farm.image.name})")
     for row in farm.status():
         state = "running" if row["processes"] else "STOPPED"
         print(

@@ -1,7 +1,8 @@
-"""A farm of real Debian hosts booted from the machine's own root filesystem.
+"""A farm of real Debian hosts booted from the machine's own root filesystem, or
+from a Debian 13 tree (image.py).
 
-Each host is systemd booted by systemd-nspawn on an overlay of / (writes go to a
-per-host tmpfs), inside its own network namespace attached to a private bridge.
+Each host is systemd booted by systemd-nspawn on an overlay of the image (writes go
+to a per-host tmpfs), inside its own network namespace attached to a private bridge.
 Hosts run sshd, nginx and PostgreSQL like a small deploy target and reach
 nothing but each other and the bridge address.
 
@@ -31,8 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import client, network, rootfs
+from . import client
+from . import image as images
+from . import network, rootfs
 from .system import (
+    CommandError,
     attempt,
     cgroup_hierarchies,
     cgroup_pids,
@@ -87,18 +91,24 @@ class Host:
         return self.name
 
 
-def can_boot() -> tuple[bool, str]:
+def can_boot(image_name: str = images.DEFAULT_IMAGE) -> tuple[bool, str]:
     """Whether this machine can run a farm; the reason is one line when it cannot."""
     if os.geteuid() != 0:
         return False, "test hosts need root (network namespaces, mounts, cgroups)"
-    missing = [
-        tool for tool in ("systemd-nspawn", "ip", "ssh", "ssh-keygen") if shutil.which(tool) is None
-    ]
-    missing += [
-        path
-        for path in ("/usr/sbin/sshd", "/usr/sbin/nginx", "/usr/bin/pg_isready")
-        if not os.access(path, os.X_OK)
-    ]
+    tools = ["systemd-nspawn", "ip", "ssh", "ssh-keygen"]
+    try:
+        built = images.get(image_name)
+        if built.suite is not None and not images.is_complete(images.cached_path(built)):
+            tools.append("mmdebstrap")  # the image must be built first
+    except images.ImageError as exc:
+        return False, str(exc)
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if built.suite is None:  # the hosts run what this machine has installed
+        missing += [
+            path
+            for path in ("/usr/sbin/sshd", "/usr/sbin/nginx", "/usr/bin/pg_isready")
+            if not os.access(path, os.X_OK)
+        ]
     if missing:
         return False, "missing " + ", ".join(missing) + " (see tests/hosts/README.md)"
     if "overlay" not in Path("/proc/filesystems").read_text():
@@ -163,7 +173,9 @@ class Farm:
         prefix: str | None = None,
         network: str | None = None,
         boot_timeout: float = 60,
+        image: str = images.DEFAULT_IMAGE,
     ):
+        self.image = images.get(image)
         self.workdir = Path(workdir).absolute() if workdir else default_workdir()
         self.prefix = prefix or default_prefix()
         self.network = ipaddress.IPv4Network(network or default_network())
@@ -189,7 +201,13 @@ class Farm:
         state = read_state(workdir)
         if not state:
             raise FarmError(f"no farm state in {workdir}; run `python -m tests.hosts up`")
-        return cls(len(state["hosts"]), workdir, prefix=state["prefix"], network=state["network"])
+        return cls(
+            len(state["hosts"]),
+            workdir,
+            prefix=state["prefix"],
+            network=state["network"],
+            image=state.get("image", images.DEFAULT_IMAGE),
+        )
 
     # --- paths ------------------------------------------------------------
 
@@ -235,14 +253,21 @@ class Farm:
         self.down()
 
     def up(self) -> Farm:
-        """Clean leftovers, boot all hosts in parallel, wait until each is ready."""
-        ok, reason = can_boot()
+        """Clean leftovers, boot all hosts in parallel, wait until each is ready.
+
+        An image that is not cached yet is built first; the boot timeout starts after that.
+        """
+        ok, reason = can_boot(self.image.name)
         if not ok:
             raise FarmError(reason)
+        try:
+            lower = self.image.ensure()
+        except (images.ImageError, CommandError) as exc:
+            raise FarmError(f"image {self.image.name}: {exc}") from exc
         started = time.monotonic()
         cleanup_leftovers(self.prefix, self.workdir, wait_for_reaping=False)
         try:
-            self._create()
+            self._create(lower)
             self._wait_ready(started + self.boot_timeout)
             self._save_state("up")
         except BaseException:
@@ -260,7 +285,7 @@ class Farm:
             attempt(f"reap nspawn {proc.pid}", proc.wait, 5)
         self._procs.clear()
 
-    def _create(self) -> None:
+    def _create(self, lower: Path) -> None:
         for directory in (self.workdir, self.workdir / "hosts", self.workdir / "logs"):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Recorded before anything exists, so even a run killed right now
@@ -272,18 +297,18 @@ class Farm:
         )
         public_key = client.create_client_key(self.identity_file)
         host_keys = {
-            host.address: self._create_host(host, bridge, public_key) for host in self.hosts
+            host.address: self._create_host(host, bridge, public_key, lower) for host in self.hosts
         }
         self._write_client_files(host_keys)
         for host in self.hosts:
             self._start(host)
         self._save_state("booting")
 
-    def _create_host(self, host: Host, bridge: str, client_public_key: str) -> str:
+    def _create_host(self, host: Host, bridge: str, client_public_key: str, lower: Path) -> str:
         interface = ipaddress.IPv4Interface(f"{host.address}/{self.network.prefixlen}")
         network.create_host_link(host.netns, bridge, interface)
         layout = self._layout(host)
-        rootfs.mount(layout)
+        rootfs.mount(layout, lower)
         identity = rootfs.Identity(
             name=host.name,
             farm_hosts={h.name: h.address for h in self.hosts},
@@ -468,6 +493,7 @@ class Farm:
         state = {
             "status": status,
             "prefix": self.prefix,
+            "image": self.image.name,
             "network": str(self.network),
             "bridge": network.bridge_name(self.prefix),
             "cgroups": [str(top) for top in cgroup_tops(self.prefix)],

@@ -5,7 +5,13 @@ Import it into a conftest.py:
     from tests.hosts.fixtures import farm  # noqa
 
 `farm` boots three hosts once per test session (h1 = 'test', h2 + h3 = 'live'
-in farm.inventory_path). On a machine that cannot boot hosts the tests using it
+in farm.inventory_path) from the machine's own root. `farm13` boots two Debian 13
+hosts (h1 = 'test', h2 = 'live' in farm13.inventory_path), once per session and
+only when a test asks for it, next to `farm` (own prefix, subnet and workdir):
+
+    from tests.hosts.fixtures import farm, farm13  # noqa
+
+On a machine that cannot boot hosts the tests using it
 are skipped with the reason, or fail when the CI environment variable is set,
 so CI never passes by silently skipping them.
 """
@@ -18,18 +24,22 @@ import signal
 
 import pytest
 
-from .farm import Farm, can_boot
+from .farm import Farm, can_boot, placed
 
 FARM_SIZE = 3
+FARM13_SIZE = 2
+FARM13_PREFIX, FARM13_NETWORK, FARM13_WORKDIR = placed(
+    "mldeb13", "198.51.100.192/26", "/tmp/mlctl-deb13-farm"
+)
 
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def require_boot() -> None:
+def require_boot(image: str = "machine") -> None:
     """Skip (or, under CI, fail) the calling test when hosts cannot be booted here."""
-    ok, reason = can_boot()
+    ok, reason = can_boot(image)
     if ok:
         return
     if _in_ci():
@@ -67,7 +77,7 @@ def booted(hosts: Farm):
 
     Use as `yield from booted(Farm(...))` inside a generator fixture.
     """
-    require_boot()
+    require_boot(hosts.image.name)
     atexit.register(hosts.down)
     previous = _install_sigterm_teardown(hosts)
     try:
@@ -88,3 +98,16 @@ def booted(hosts: Farm):
 def farm():
     """Three booted hosts (tests.hosts.farm.Farm), torn down at session end."""
     yield from booted(Farm(FARM_SIZE))
+
+
+@pytest.fixture(scope="session")
+def farm13():
+    """Two booted Debian 13 hosts, the image built first if it is not cached (a minute or two)."""
+    farm = Farm(
+        FARM13_SIZE,
+        workdir=FARM13_WORKDIR,
+        prefix=FARM13_PREFIX,
+        network=FARM13_NETWORK,
+        image="debian13",
+    )
+    yield from booted(farm)

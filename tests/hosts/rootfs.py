@@ -1,12 +1,15 @@
-"""Per-host root filesystems: the machine's own / with a private writable layer.
+"""Per-host root filesystems: an image (the machine's own / by default) with a private
+writable layer.
 
 Layout of one host under <workdir>/hosts/<name> (a tmpfs of its own):
     upper/  overlay upper layer - everything the host ever writes
     work/   overlay work dir
     root/   the merged tree systemd-nspawn boots
 
+The lower layer is the machine's own / or a Debian 13 tree (image.py); nothing
+here assumes which: versions, unit paths and dotfiles are read from the tree.
 The host is configured by writing through root/ before boot: overlayfs copies
-the touched files up, so the machine's files are never modified. Deleting a file
+the touched files up, so the image's files are never modified. Deleting a file
 through root/ leaves a whiteout in upper/, which is how machine secrets (ssh host
 keys, root's ssh dir) are hidden from the hosts.
 """
@@ -45,12 +48,10 @@ MASKED_UNITS = (
 # than masked so a test can still `systemctl start` it.
 DISABLED_UNITS = ("multi-user.target.wants/mariadb.service",)
 
-# What the hosts must run; links are created if the base image lacks them.
-ENABLED_UNITS = {
-    "multi-user.target.wants/ssh.service": "/lib/systemd/system/ssh.service",
-    "multi-user.target.wants/nginx.service": "/lib/systemd/system/nginx.service",
-    "multi-user.target.wants/postgresql.service": "/lib/systemd/system/postgresql.service",
-}
+# What the hosts must run; links are created if the base image lacks them. sshd runs as a
+# service, not socket-activated, on both images: readiness means sshd answered.
+ENABLED_UNITS = ("ssh.service", "nginx.service", "postgresql.service")
+UNIT_DIRS = ("usr/lib/systemd/system", "lib/systemd/system")  # /usr-merged first
 
 SSHD_CONFIG = """\
 # Test host: key authentication only, one host key per host.
@@ -119,12 +120,12 @@ class Identity:
     client_public_key: str
 
 
-def mount(layout: Layout, tmpfs_size: str = "1g") -> None:
+def mount(layout: Layout, lower: Path = Path("/"), tmpfs_size: str = "1g") -> None:
     layout.base.mkdir(parents=True, exist_ok=True)
     run("mount", "-t", "tmpfs", "-o", f"size={tmpfs_size},mode=0755", "tmpfs", layout.base)
     for directory in (layout.upper, layout.work, layout.root):
         directory.mkdir()
-    options = f"lowerdir=/,upperdir={layout.upper},workdir={layout.work}"
+    options = f"lowerdir={lower},upperdir={layout.upper},workdir={layout.work}"
     run("mount", "-t", "overlay", "overlay", "-o", options, layout.root)
 
 
@@ -165,9 +166,10 @@ def _seed_units(root: Path) -> None:
         link(root, f"{system}/{unit}", "/dev/null")
     for wants in DISABLED_UNITS:
         remove(root, f"{system}/{wants}")
-    for wants, target in ENABLED_UNITS.items():
-        if not (root / system / wants).is_symlink():
-            link(root, f"{system}/{wants}", target)
+    for unit in ENABLED_UNITS:
+        wants = f"{system}/multi-user.target.wants/{unit}"
+        if not (root / wants).is_symlink():
+            link(root, wants, "/" + unit_file(root, unit))
     write(root, "etc/systemd/journald.conf.d/test-host.conf", JOURNALD_CONFIG)
 
 
@@ -215,8 +217,17 @@ def _seed_sshd(root: Path, name: str) -> str:
     return key_path.with_suffix(".pub").read_text().strip()
 
 
+def unit_file(root: Path, unit: str) -> str:
+    """Where the image ships a unit, relative to its root."""
+    for directory in UNIT_DIRS:
+        if (root / directory / unit).is_file():
+            return f"{directory}/{unit}"
+    raise RuntimeError(f"{root} has no {unit}")
+
+
 def _copy_skel(root: Path, home: str, uid: int, gid: int) -> None:
-    for dotfile in sorted(Path("/etc/skel").iterdir()):
+    # The image's own skeleton (the merged tree shows the lower layer's).
+    for dotfile in sorted((root / "etc/skel").iterdir()):
         write(root, f"{home}/{dotfile.name}", dotfile.read_text(), uid=uid, gid=gid)
 
 

@@ -1,8 +1,9 @@
 """The test host farm itself: what deploy tests may rely on about the hosts.
 
-Uses the session `farm` fixture (tests.hosts.fixtures) for three booted hosts.
-The crash tests boot their own one-host farms under a different prefix and
-subnet, so they can run while the session farm is up.
+Every test of the hosts runs on both images: the session `farm` (three hosts from
+the machine's own root) and the session `farm13` (two Debian 13 hosts), through the
+module's parametrized `farm` fixture below. The crash tests boot their own one-host
+farms under a different prefix and subnet, so they can run while the session farm is up.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ CRASH_PREFIX, CRASH_NETWORK, _ = placed("mlcrash", "203.0.113.0/24", "")
 OUTSIDE_ADDRESS = "192.0.2.1"  # anything outside the farm subnet must be unreachable
 
 
+@pytest.fixture(scope="module", params=["machine", "debian13"])
+def farm(request):
+    """The session farm of each image in turn (shadows the session `farm` in this module)."""
+    return request.getfixturevalue("farm13" if request.param == "debian13" else "farm")
+
+
 def pinned_ssh(farm, address, command, user="deploy", known_hosts=None):
     """Plain OpenSSH, no config file: only the pinned known_hosts and the farm key."""
     options = [
@@ -61,7 +68,11 @@ echo "pid1=$(cat /proc/1/comm)"
 echo "hostname=$(hostname)"
 echo "system=$(systemctl is-system-running)"
 echo "nginx=$(systemctl is-active nginx)"
-echo "postgresql=$(systemctl is-active postgresql@15-main)"
+cluster=$(pg_lsclusters -h | awk 'NR == 1 {print $1 "-" $2}')
+echo "pg_cluster=$cluster"
+echo "postgresql=$(systemctl is-active "postgresql@$cluster")"
+echo "os=$(. /etc/os-release && echo "$ID $VERSION_ID")"
+echo "python_version=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 echo "www_data=$(getent passwd www-data | cut -d: -f1)"
 echo "pg_query=$(cd / && runuser -u postgres -- psql -Atc 'select 40 + 2')"
 echo "pg_listen=$(ss -Hltn 'sport = :5432' | awk '{print $4}' | sort | tr '\n' ' ')"
@@ -188,6 +199,35 @@ def test_nginx_and_postgresql_are_active(facts):
         assert (fact["nginx"], fact["postgresql"]) == ("active", "active"), host
         assert 100 <= int(fact["nginx_http"]) < 600, host  # any HTTP answer: nginx serves
         assert fact["pg_query"] == "42", host
+
+
+def expected_release(farm) -> dict:
+    """What the image runs: Debian 13's own versions, or whatever this machine has installed."""
+    if farm.image.name == "debian13":
+        return {"os": "debian 13", "python_version": "3.13", "pg_cluster": "17-main"}
+    os_release = dict(
+        line.split("=", 1)
+        for line in Path("/etc/os-release").read_text().splitlines()
+        if "=" in line
+    )
+    python = subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    clusters = sorted(Path("/etc/postgresql").glob("*/*/postgresql.conf"))
+    return {
+        "os": f"{os_release['ID']} {os_release['VERSION_ID'].strip(chr(34))}",
+        "python_version": python.stdout.strip(),
+        "pg_cluster": f"{clusters[0].parent.parent.name}-{clusters[0].parent.name}",
+    }
+
+
+def test_hosts_run_the_images_release(farm, facts):
+    expected = expected_release(farm)
+    for host, fact in facts.items():
+        assert {key: fact[key] for key in expected} == expected, host
 
 
 def test_postgresql_listens_on_localhost(facts):
