@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Packages the integration tests' hosts need (they boot from this machine's root filesystem).
+# Packages the integration tests' hosts need: the default image boots from this machine's root
+# filesystem, so what the hosts run is installed here; the Debian 13 image (tests/hosts/image.py)
+# is built by mmdebstrap, which checks its packages against debian-archive-keyring's trixie keys.
 set -euo pipefail
-pkgs=(systemd-container openssh-server nginx sudo python3-venv postgresql iproute2 git)
+pkgs=(systemd-container openssh-server nginx sudo python3-venv postgresql iproute2 git
+  mmdebstrap debian-archive-keyring)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# A keyring older than Debian 13's release has no trixie keys: bring the current one.
+if [ ! -e /usr/share/keyrings/debian-archive-trixie-stable.gpg ]; then
+  missing+=(debian-archive-keyring)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
