@@ -96,8 +96,12 @@ def booted(hosts: Farm):
 
 @pytest.fixture(scope="session")
 def farm():
-    """Three booted hosts (tests.hosts.farm.Farm), torn down at session end."""
-    yield from booted(Farm(FARM_SIZE))
+    """Three booted hosts (tests.hosts.farm.Farm), torn down at session end.
+
+    Their image is the machine's own, or $MLCTL_FARM_IMAGE (debian13: the whole suite on
+    Debian 13 hosts).
+    """
+    yield from booted(Farm(FARM_SIZE, image=os.environ.get("MLCTL_FARM_IMAGE") or "machine"))
 
 
 @pytest.fixture(scope="session")
