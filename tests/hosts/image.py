@@ -145,12 +145,12 @@ def build(image: Image, cache: Path) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent build of the same tree finishes first
         if is_complete(final):
             return final
-        _remove_stale(cache, final.name)
+        _remove_stale(cache, final)
         started = time.monotonic()
         log.info("building image %s into %s (takes a minute or two)", image.name, final)
         tree = Path(tempfile.mkdtemp(prefix=f".{final.name}.build-", dir=cache))
         try:
-            run("mmdebstrap", *image.options(), image.suite, tree, *sources, timeout=BUILD_TIMEOUT)
+            _mmdebstrap(image, tree, sources, cache / f"{final.name}.build.log")
             _finish(tree, image, sources)
             os.rename(tree, final)
         except BaseException:
@@ -158,6 +158,17 @@ def build(image: Image, cache: Path) -> Path:
             raise
         log.info("image %s built in %.0fs", image.name, time.monotonic() - started)
     return final
+
+
+def _mmdebstrap(image: Image, tree: Path, sources: list[str], log_path: Path) -> None:
+    argv = ["mmdebstrap", *image.options(), image.suite, tree, *sources]
+    proc = run(*argv, check=False, timeout=BUILD_TIMEOUT)
+    log_path.write_text(f"{' '.join(map(str, argv))}\n{proc.stdout}{proc.stderr}")
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise ImageError(
+            f"mmdebstrap exited {proc.returncode} (log: {log_path}): {' | '.join(last)}"
+        )
 
 
 def _finish(tree: Path, image: Image, sources: list[str]) -> None:
@@ -171,10 +182,12 @@ def _finish(tree: Path, image: Image, sources: list[str]) -> None:
     (tree / MARKER).write_text(json.dumps(record, indent=2) + "\n")
 
 
-def _remove_stale(cache: Path, name: str) -> None:
-    """Build directories a killed build left (we hold the lock: none is in progress)."""
-    for stale in cache.glob(f".{name}.build-*"):
-        _remove_build(stale)
+def _remove_stale(cache: Path, final: Path) -> None:
+    """What a killed build left (we hold the lock: none is in progress): its build
+    directories, and a tree without the marker, which no build of ours renames into place."""
+    for stale in [*cache.glob(f".{final.name}.build-*"), final]:
+        if stale.exists():
+            _remove_build(stale)
 
 
 def _remove_build(tree: Path) -> None:
@@ -196,11 +209,13 @@ def machine_release() -> str:
     raise ImageError("/etc/os-release names no VERSION_CODENAME")
 
 
-def package_sources(suite: str | None, apt_dir: Path = APT_SOURCES) -> list[str]:
+def package_sources(
+    suite: str | None, apt_dir: Path = APT_SOURCES, release: str | None = None
+) -> list[str]:
     """One-line apt sources for `suite`: the machine's own Debian sources, release renamed."""
     if suite is None:
         return []
-    release = machine_release()
+    release = release or machine_release()
     lines = []
     for entry in read_apt_sources(apt_dir):
         for uri in entry["uris"]:
