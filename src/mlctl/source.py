@@ -77,7 +77,8 @@ def resolve(repo: str, subdir: str, ref: str) -> Source:
 
 
 def dirty_files(repo: str) -> list[str]:
-    out = git(repo, "status", "--porcelain", "--untracked-files=no")
+    # Unstripped: the first line's status column may start with a space (" M path").
+    out = git(repo, "status", "--porcelain", "--untracked-files=no", binary=True).decode()
     return [line[3:] for line in out.splitlines() if line.strip()]
 
 
