@@ -8,7 +8,8 @@
     python -m tests.hosts down              stop everything, remove all traces
 
 --workdir, --prefix and --network (or MLCTL_FARM_DIR, MLCTL_FARM_PREFIX,
-MLCTL_FARM_NETWORK) select a farm other than the default one.
+MLCTL_FARM_NETWORK) select a farm other than the default one; --image (or
+MLCTL_FARM_IMAGE) the root filesystem its hosts boot.
 """
 
 from __future__ import annotations
@@ -55,9 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=60, help="boot timeout in seconds")
     up.add_argument(
         "--image",
-        default=images.DEFAULT_IMAGE,
         choices=sorted(images.IMAGES),
-        help="root filesystem: the machine's own (default) or debian13",
+        help="root filesystem: the machine's own (default, or $MLCTL_FARM_IMAGE) or debian13",
     )
     up.set_defaults(func=_up)
 

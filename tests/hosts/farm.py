@@ -148,6 +148,11 @@ def default_workdir() -> Path:
     return Path(explicit or placed(DEFAULT_PREFIX, DEFAULT_NETWORK, DEFAULT_WORKDIR)[2]).absolute()
 
 
+def default_image() -> str:
+    """$MLCTL_FARM_IMAGE (debian13: every farm of the run boots Debian 13), else the machine's."""
+    return os.environ.get("MLCTL_FARM_IMAGE", "").strip() or images.DEFAULT_IMAGE
+
+
 def default_prefix() -> str:
     return os.environ.get("MLCTL_FARM_PREFIX") or placed(DEFAULT_PREFIX, DEFAULT_NETWORK, "")[0]
 
@@ -161,8 +166,8 @@ class Farm:
 
     Farm.ssh() runs commands as root (root's authorized_keys holds the farm
     key); pass user="deploy" to run as the deploy user, who has passwordless
-    sudo. Default workdir, prefix and network come from MLCTL_FARM_DIR,
-    MLCTL_FARM_PREFIX and MLCTL_FARM_NETWORK.
+    sudo. Default workdir, prefix, network and image come from MLCTL_FARM_DIR,
+    MLCTL_FARM_PREFIX, MLCTL_FARM_NETWORK and MLCTL_FARM_IMAGE.
     """
 
     def __init__(
@@ -173,9 +178,9 @@ class Farm:
         prefix: str | None = None,
         network: str | None = None,
         boot_timeout: float = 60,
-        image: str = images.DEFAULT_IMAGE,
+        image: str | None = None,
     ):
-        self.image = images.get(image)
+        self.image = images.get(image or default_image())
         self.workdir = Path(workdir).absolute() if workdir else default_workdir()
         self.prefix = prefix or default_prefix()
         self.network = ipaddress.IPv4Network(network or default_network())

@@ -101,7 +101,7 @@ def farm():
     Their image is the machine's own, or $MLCTL_FARM_IMAGE (debian13: the whole suite on
     Debian 13 hosts).
     """
-    yield from booted(Farm(FARM_SIZE, image=os.environ.get("MLCTL_FARM_IMAGE") or "machine"))
+    yield from booted(Farm(FARM_SIZE))
 
 
 @pytest.fixture(scope="session")
