@@ -24,7 +24,7 @@ import signal
 
 import pytest
 
-from .farm import Farm, can_boot, placed
+from .farm import Farm, can_boot, default_image, placed
 
 FARM_SIZE = 3
 FARM13_SIZE = 2
@@ -37,9 +37,9 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def require_boot(image: str = "machine") -> None:
+def require_boot(image: str | None = None) -> None:
     """Skip (or, under CI, fail) the calling test when hosts cannot be booted here."""
-    ok, reason = can_boot(image)
+    ok, reason = can_boot(image or default_image())
     if ok:
         return
     if _in_ci():
