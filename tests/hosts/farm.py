@@ -36,6 +36,7 @@ from . import client
 from . import image as images
 from . import network, rootfs
 from .system import (
+    INOTIFY_INSTANCES,
     CommandError,
     attempt,
     cgroup_hierarchies,
@@ -45,6 +46,7 @@ from .system import (
     fs_type,
     mounts_under,
     pss_bytes,
+    raise_limit,
     remove_cgroup,
     signal_pid,
     unmount,
@@ -60,6 +62,7 @@ DEFAULT_NETWORK = "198.51.100.0/24"
 FIRST_HOST_OFFSET = 10  # h1 is .11, h2 .12, ...; .1 is the bridge
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn")
 STOP_TIMEOUT = 15
+INOTIFY_INSTANCES_NEEDED = 4096  # ~6 a host: room for several people's farms at once
 
 # Ready means: sshd took our key (we are running this), boot finished, and
 # PostgreSQL accepts connections on localhost.
@@ -269,6 +272,7 @@ class Farm:
             lower = self.image.ensure()
         except (images.ImageError, CommandError) as exc:
             raise FarmError(f"image {self.image.name}: {exc}") from exc
+        raise_limit(INOTIFY_INSTANCES, INOTIFY_INSTANCES_NEEDED)
         started = time.monotonic()
         cleanup_leftovers(self.prefix, self.workdir, wait_for_reaping=False)
         try:

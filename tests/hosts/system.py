@@ -148,6 +148,28 @@ def remove_cgroup(top: Path, timeout: float = 10) -> None:
         directory.rmdir()
 
 
+# --- kernel limits ------------------------------------------------------------
+
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def raise_limit(path: Path, minimum: int) -> None:
+    """Raise a machine-wide kernel limit to at least `minimum`; never lower it.
+
+    Every host's systemd, logind and dbus hold inotify instances of their own (about six of
+    root's per host), and all hosts count against the machine's root: the default 128 stops
+    the ~20th host on the machine with "Failed to allocate manager object: Too many open
+    files", whoever started the other 19.
+    """
+    try:
+        current = int(path.read_text())
+        if current < minimum:
+            path.write_text(str(minimum))
+            log.info("raised %s from %d to %d for the hosts", path, current, minimum)
+    except OSError as exc:
+        log.warning("could not raise %s to %d: %s; many hosts may not boot", path, minimum, exc)
+
+
 # --- processes --------------------------------------------------------------
 
 
