@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import shlex
 import subprocess
@@ -13,6 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import installset
 from .errors import PreflightFailed
 
 
@@ -26,6 +26,7 @@ class Source:
     subject: str
     _archive: bytes | None = field(default=None, repr=False, compare=False)
     _files: dict = field(default_factory=dict, repr=False, compare=False)
+    _sets: dict = field(default_factory=dict, repr=False, compare=False)
 
     def archive(self) -> bytes:
         """The project directory at the commit, as one gzipped tar (streamed to every host);
@@ -43,10 +44,11 @@ class Source:
             self._files[relpath] = git(self.repo, "show", f"{self.commit}:{path}", binary=True)
         return self._files[relpath]
 
-    def requirements_hash(self, requirements: str, python: str, platform: str) -> str:
-        digest = hashlib.sha256(self.file(requirements))
-        digest.update(f"\0{python}\0{platform}".encode())
-        return digest.hexdigest()[:16]
+    def install_set(self, requirements: str) -> installset.InstallSet:
+        """What the venv installs (project.requirements read from the commit), made once."""
+        if requirements not in self._sets:
+            self._sets[requirements] = installset.resolve(self.file, requirements)
+        return self._sets[requirements]
 
 
 def git(repo: str, *args: str, binary: bool = False):
