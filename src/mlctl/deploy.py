@@ -11,7 +11,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import console, guards, locking, prune, setup, source, steps, wheelhouse
+from . import console, guards, locking, prune, pyversion, setup, source, steps, wheelhouse
 from .commands import release as relcmd
 from .errors import (
     ConnectError,
@@ -145,6 +145,7 @@ class Deploy:
             raise PreflightFailed(
                 f"{host.name}: not set up (no shared .env)", f"run `mlctl {name} setup` first"
             )
+        pyversion.check(host.name, facts.get("python_version", ""), self.python_need())
         if facts["free_bytes"] < MIN_FREE:
             free = facts["free_bytes"] // (1024 * 1024)
             raise PreflightFailed(
@@ -203,6 +204,10 @@ class Deploy:
                 f"hook {stage}[{i}]",
                 Cmd.of("sh", "-c", hook).in_dir(self.rel),
             )
+
+    def python_need(self) -> tuple[str, str] | None:
+        """The project's Python constraint: the inventory's, else the commit's own files."""
+        return pyversion.needed(self.cfg.project["requires_python"], self.src.text)
 
     def install_set(self):
         return self.src.install_set(self.cfg.project["requirements"])

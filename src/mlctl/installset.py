@@ -159,10 +159,10 @@ def closure(read, top: str) -> dict:
 def uv_lock(read, setting: str) -> InstallSet:
     """`uv export --frozen` on the commit's pyproject.toml + uv.lock: the locked versions with
     their hashes, for the project's default dependencies (no dev groups, not the project)."""
-    folder = posixpath.dirname(normalize(setting))
-    pyproject = normalize("pyproject.toml", folder)
+    lock = posixpath.normpath(setting)  # may be above the project directory (a repo's root)
+    pyproject = posixpath.join(posixpath.dirname(lock), "pyproject.toml")
     with tempfile.TemporaryDirectory(prefix="mlctl-uv-") as tmp:
-        Path(tmp, "uv.lock").write_bytes(read(normalize(setting)))
+        Path(tmp, "uv.lock").write_bytes(read(lock))
         Path(tmp, "pyproject.toml").write_bytes(read(pyproject))
         p = subprocess.run(
             [uv_binary(), *_UV_EXPORT, "--format", "requirements-txt"],
@@ -194,7 +194,7 @@ def uv_binary() -> str:
 def pipfile_lock(read, setting: str) -> InstallSet:
     """Pipfile.lock's "default" section (not "develop"): name==version, markers, hashes."""
     try:
-        default = json.loads(read(normalize(setting))).get("default", {})
+        default = json.loads(read(posixpath.normpath(setting))).get("default", {})
     except (ValueError, AttributeError):
         raise PreflightFailed(f"{setting} is not valid JSON", "run `pipenv lock`") from None
     lines = []

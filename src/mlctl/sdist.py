@@ -54,16 +54,21 @@ def _bundled_uv() -> str | None:
 
 
 def _reports(python: str, version: str) -> bool:
+    return ".".join(version_of(python).split(".")[:2]) == version
+
+
+def version_of(python: str) -> str:
+    """The full version of an interpreter (e.g. 3.12.4), "" when it does not run."""
     try:
         p = subprocess.run(
-            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            [python, "-c", "import platform; print(platform.python_version())"],
             capture_output=True,
             text=True,
             timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return p.returncode == 0 and p.stdout.strip() == version
+        return ""
+    return p.stdout.strip() if p.returncode == 0 else ""
 
 
 def local_glibc() -> str:

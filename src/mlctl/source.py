@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import posixpath
 import shlex
 import subprocess
 import sys
@@ -40,9 +41,18 @@ class Source:
     def file(self, relpath: str) -> bytes:
         """One file at the commit (read once: every host thread asks for the requirements)."""
         if relpath not in self._files:
-            path = f"{self.subdir}/{relpath}" if self.subdir else relpath
+            path = posixpath.normpath(posixpath.join(self.subdir, relpath))
+            if path.startswith("../") or path == "..":
+                raise PreflightFailed(f"{relpath} is outside the repository {self.repo}")
             self._files[relpath] = git(self.repo, "show", f"{self.commit}:{path}", binary=True)
         return self._files[relpath]
+
+    def text(self, relpath: str) -> str | None:
+        """A text file at the commit, None when it is not there."""
+        try:
+            return self.file(relpath).decode(errors="replace")
+        except PreflightFailed:
+            return None
 
     def install_set(self, requirements: str) -> installset.InstallSet:
         """What the venv installs (project.requirements read from the commit), made once."""
