@@ -354,6 +354,24 @@ def local_python(need: tuple[str, str] | None) -> str:
     return "python3"
 
 
+def ci_install(path: str) -> str:
+    """The CI command that installs the project's packages (with its dev ones, for the tests):
+    a lock through its own tool, never an unpinned resolve."""
+    folder, name = path.rsplit("/", 1) if "/" in path else (".", path)
+    exported = "&& python -m pip install -r requirements-ci.txt"
+    if name == "uv.lock":
+        return (
+            "python -m pip install uv && uv export --frozen --no-emit-project "
+            f"--project {folder} -o requirements-ci.txt {exported}"
+        )
+    if name == "Pipfile.lock":
+        return (
+            f"python -m pip install pipenv && (cd {folder} && pipenv requirements --dev) "
+            f"> requirements-ci.txt {exported}"
+        )
+    return f"python -m pip install -r {path}"
+
+
 def uses_pytest(manage_dir: Path, git_root: Path | None) -> bool:
     for d in {manage_dir, git_root or manage_dir}:
         if (d / "pytest.ini").is_file() or (d / "conftest.py").is_file():
@@ -575,8 +593,8 @@ def values_of(p: Project) -> dict:
         "health_file": _rel(p.deploy_dir / "healthz.py", p.target),
         "manage_cmd": manage_cmd,
         "version": __version__,
-        "requirements_from_root": _rel(p.manage_dir / p.requirements, repo_root),
-        "requirements_from_inventory": _rel(p.manage_dir / p.requirements, p.target),
+        "install_from_root": ci_install(_rel(p.manage_dir / p.requirements, repo_root)),
+        "install_from_inventory": ci_install(_rel(p.manage_dir / p.requirements, p.target)),
         "project_from_root": project_from_root,
         "inventory_dir_from_root": target_from_root,
         "ci_logs_from_root": (

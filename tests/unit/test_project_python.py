@@ -195,3 +195,17 @@ def test_facts_run_on_each_supported_interpreter_found_here(tmp_path):
         )
         assert p.returncode == 0, p.stderr
         assert f'"python_version": "{version}.' in p.stdout
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab"])
+def test_ci_installs_a_uv_lock_through_uv_never_unpinned(project, ci):
+    (project / "requirements.txt").unlink()
+    (project / "pyproject.toml").write_text('[project]\nname = "mysite"\nversion = "1"\n')
+    (project / "uv.lock").write_text('version = 1\n[[package]]\nname = "gunicorn"\n')
+    out = init.render_files(init.inspect(project), ci=ci)
+    text = out[".github/workflows/deploy.yml" if ci == "github" else ".gitlab-ci.yml"]
+    yaml.safe_load(text)
+    assert "pip install -r uv.lock" not in text and "requirements.txt" not in text
+    assert (
+        text.count("uv export --frozen --no-emit-project --project . -o requirements-ci.txt") == 2
+    )
