@@ -111,13 +111,18 @@ def provision(host) -> None:
     report(host, "nginx site", ensure_nginx(host, cfg))
 
 
+VERSION_TAG = "mlctl-python-version"
+
+
 def require_tools(host) -> None:
     """The tools setup and deploys use, and a Python the project can run on."""
     cfg = host.session.cfg
     tools = ["nginx", "systemctl", cfg["python"]]
     if cfg["database"]["engine"] == "postgresql":
         tools += ["psql", "pg_dump", "pg_restore"]
-    version = Cmd.of(cfg["python"], "-c", "import platform; print('=', platform.python_version())")
+    version = Cmd.of(
+        cfg["python"], "-c", f"import platform; print({VERSION_TAG!r}, platform.python_version())"
+    )
     r = host.run(
         "required tools",
         Cmd(
@@ -130,15 +135,15 @@ def require_tools(host) -> None:
             )
         ),
     )
-    lines = r.stdout.split()
-    missing = [t for t in lines if t != "=" and not t[:1].isdigit()]
+    lines = r.stdout.splitlines()
+    found = [line.split()[-1] for line in lines if line.startswith(VERSION_TAG + " ")]
+    missing = [line for line in lines if line.strip() and not line.startswith(VERSION_TAG + " ")]
     if missing:
         raise PreflightFailed(
             f"{host.name}: missing {', '.join(missing)}",
             "install them (e.g. apt-get install nginx postgresql python3-venv)",
         )
-    found = lines[lines.index("=") + 1] if "=" in lines[:-1] else ""
-    pyversion.check(host.name, found, python_need(cfg))
+    pyversion.check(host.name, found[0] if found else "", python_need(cfg))
 
 
 def python_need(cfg) -> tuple[str, str] | None:
