@@ -11,7 +11,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import console, guards, locking, prune, setup, source, steps, wheelhouse
+from . import console, guards, locking, prune, pyversion, setup, source, steps, wheelhouse
 from .commands import release as relcmd
 from .errors import (
     ConnectError,
@@ -145,6 +145,7 @@ class Deploy:
             raise PreflightFailed(
                 f"{host.name}: not set up (no shared .env)", f"run `mlctl {name} setup` first"
             )
+        pyversion.check(host.name, facts.get("python_version", ""), self.python_need())
         if facts["free_bytes"] < MIN_FREE:
             free = facts["free_bytes"] // (1024 * 1024)
             raise PreflightFailed(
@@ -204,10 +205,16 @@ class Deploy:
                 Cmd.of("sh", "-c", hook).in_dir(self.rel),
             )
 
+    def python_need(self) -> tuple[str, str] | None:
+        """The project's Python constraint: the inventory's, else the commit's own files."""
+        return pyversion.needed(self.cfg.project["requires_python"], self.src.text)
+
+    def install_set(self):
+        return self.src.install_set(self.cfg.project["requirements"])
+
     def venv_hash(self, host) -> str:
         facts = host.facts
-        req = self.cfg.project["requirements"]
-        return self.src.requirements_hash(req, facts["python"], facts["platform"])
+        return self.install_set().key(facts["python"], facts["platform"])
 
     def existing_venv(self, host) -> str | None:
         """The complete venv for these requirements on this host, if there is one."""
@@ -219,24 +226,30 @@ class Deploy:
 
     def build_venv(self, host) -> str:
         facts = host.facts
-        req = self.cfg.project["requirements"]
+        iset = self.install_set()
         req_hash = self.venv_hash(host)
         venv = self.lay.venv(req_hash)
-        console.step(host.name, f"building venv {req_hash}")
-        wh = None
-        if self.cfg["build"]["install"] == "local" and not self.dry:
+        console.step(host.name, f"building venv {req_hash} from {iset.origin}")
+        # The install set goes up with the wheels (or alone, when the host resolves them):
+        # pip installs that copy, includes and generated lock exports alike.
+        wh = self.lay.wheelhouse(req_hash)
+        offline = self.cfg["build"]["install"] == "local"
+        payload = iset.tarball()
+        if offline and not self.dry:
             local = wheelhouse.build(
-                req_hash, self.src.file(req), facts["python"], facts["machine"], facts["libc"]
+                req_hash, iset, facts["python"], facts["machine"], facts["libc"]
             )
-            wh = self.lay.wheelhouse(req_hash)
-            host.stream(
-                "upload wheelhouse",
-                Cmd.of("mkdir", "-p", wh).then(
-                    Cmd.of("tar", "-xf", "-", "-C", wh, "--no-same-owner")
-                ),
-                wheelhouse.tarball(local),
-            )
-        host.run("build venv", relcmd.build_venv(self.cfg["python"], venv, wh, f"{self.rel}/{req}"))
+            payload = wheelhouse.tarball(local, tuple(sorted(iset.files)))
+        host.stream(
+            "upload wheelhouse" if offline else "upload requirements",
+            Cmd.of("mkdir", "-p", wh).then(Cmd.of("tar", "-xf", "-", "-C", wh, "--no-same-owner")),
+            payload,
+        )
+        find_links = wh if offline else None
+        host.run(
+            "build venv",
+            relcmd.build_venv(self.cfg["python"], venv, find_links, f"{wh}/{iset.top}"),
+        )
         return venv
 
     def migrate(self) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from . import __version__, console
+from . import __version__, console, pyversion, sdist
 from .errors import UsageError
 
 SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "__pycache__", "site-packages", "var"}
@@ -57,6 +57,7 @@ class Project:
     name: str
     requirements: str  # relative to manage_dir
     requirements_text: str | None  # to write when the project has no requirements file
+    python_need: tuple[str, str] | None  # (constraint, where it was found)
     tests: str
     branch: str
     facts: list[str] = field(default_factory=list)  # what was found, one phrase each
@@ -240,8 +241,41 @@ def requirement_names(text: str) -> set[str]:
     return names
 
 
-def find_requirements(manage_dir: Path, notes: list[str], facts: list[str]):
+LOCK_FILES = ("uv.lock", "Pipfile.lock", "poetry.lock")
+
+
+def find_lock(manage_dir: Path, git_root: Path | None) -> Path | None:
+    """A lock file next to manage.py, else at the repository's root."""
+    for folder in dict.fromkeys([manage_dir, git_root or manage_dir]):
+        for name in LOCK_FILES:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def lock_requirements(lock: Path, manage_dir: Path, notes: list[str], facts: list[str]) -> str:
+    """A lock is installed exactly as locked: init never writes unpinned requirements then."""
+    rel = _rel(lock, manage_dir)
+    facts.append(f"requirements {rel} (installed exactly as locked)")
+    text = lock.read_text(errors="replace").lower()
+    for name in ("gunicorn", "psycopg"):
+        if not re.search(rf"[\"']{name}(-binary|2|2-binary)?[\"']", text):
+            notes.append(f"add {name} to the project's dependencies and lock again ({lock.name})")
+    if lock.name == "poetry.lock":
+        notes.append(
+            "EDIT: mlctl cannot install poetry.lock exactly: `poetry export -f requirements.txt "
+            "-o requirements.txt`, commit it and set requirements: requirements.txt"
+        )
+    return rel
+
+
+def find_requirements(
+    manage_dir: Path, notes: list[str], facts: list[str], git_root: Path | None = None
+):
     """(path relative to manage_dir, text to write or None)."""
+    lock = find_lock(manage_dir, git_root)
+    if lock:
+        return lock_requirements(lock, manage_dir, notes, facts), None
     for rel in REQUIREMENT_FILES:
         if (manage_dir / rel).is_file():
             text = (manage_dir / rel).read_text(errors="replace")
@@ -292,6 +326,50 @@ def _django_requirement() -> str:
         return f"Django=={version('django')}"
     except Exception:  # noqa: BLE001 — Django is not installed next to mlctl
         return "Django"
+
+
+def project_python(manage_dir: Path, git_root: Path | None, facts: list[str]):
+    """The Python the project needs, from its files next to manage.py or at the repo's root."""
+
+    def read(rel: str) -> str | None:
+        for folder in dict.fromkeys([manage_dir, git_root or manage_dir]):
+            if (folder / rel).is_file():
+                return (folder / rel).read_text(errors="replace")
+        return None
+
+    need = pyversion.from_project(read)
+    facts.append(f"Python {need[0]} ({need[1]})" if need else "no Python version stated")
+    return need
+
+
+def local_python(need: tuple[str, str] | None) -> str:
+    """The interpreter the dev environment runs: python3 when it fits, else the oldest
+    pythonX.Y on this machine that does."""
+    if need is None or pyversion.satisfied(sdist.version_of("python3"), need[0]):
+        return "python3"
+    for minor in range(10, 20):
+        version = f"3.{minor}"
+        if pyversion.satisfied(f"{version}.99", need[0]) and sdist.find_interpreter(version):
+            return sdist.find_interpreter(version) or "python3"
+    return "python3"
+
+
+def ci_install(path: str) -> str:
+    """The CI command that installs the project's packages (with its dev ones, for the tests):
+    a lock through its own tool, never an unpinned resolve."""
+    folder, name = path.rsplit("/", 1) if "/" in path else (".", path)
+    exported = "&& python -m pip install -r requirements-ci.txt"
+    if name == "uv.lock":
+        return (
+            "python -m pip install uv && uv export --frozen --no-emit-project "
+            f"--project {folder} -o requirements-ci.txt {exported}"
+        )
+    if name == "Pipfile.lock":
+        return (
+            f"python -m pip install pipenv && (cd {folder} && pipenv requirements --dev) "
+            f"> requirements-ci.txt {exported}"
+        )
+    return f"python -m pip install -r {path}"
 
 
 def uses_pytest(manage_dir: Path, git_root: Path | None) -> bool:
@@ -370,7 +448,8 @@ def inspect(target: Path) -> Project:
     elif manage_dir != git_root and git_root not in manage_dir.parents:
         raise UsageError(f"{manage_dir} is outside the git repository {git_root}")
 
-    requirements, req_text = find_requirements(manage_dir, notes, facts)
+    requirements, req_text = find_requirements(manage_dir, notes, facts, git_root)
+    python_need = project_python(manage_dir, git_root, facts)
     pytest = uses_pytest(manage_dir, git_root)
     tests = "python -m pytest -q" if pytest else "python manage.py test"
     facts.append(f"tests: {tests}")
@@ -389,6 +468,7 @@ def inspect(target: Path) -> Project:
         name=sanitize_name(raw_name),
         requirements=requirements,
         requirements_text=req_text,
+        python_need=python_need,
         tests=tests,
         branch=git_branch(git_root),
         facts=facts,
@@ -492,6 +572,13 @@ def values_of(p: Project) -> dict:
         "health_module": p.module("healthz"),
         "depth": p.depth,
         "requirements": yaml_scalar(p.requirements),
+        "requires_python_line": (
+            f"requires_python: {yaml_scalar(p.python_need[0])}  # from {p.python_need[1]}; "
+            "checked on every host before anything changes"
+            if p.python_need
+            else "# requires_python: '>=3.12'  # none stated by the project; checked on every host"
+        ),
+        "dev_python": yaml_scalar(local_python(p.python_need)),
         "tests": p.tests,
         "tests_make": tests_make,
         "tests_hook": tests_hook,
@@ -506,8 +593,8 @@ def values_of(p: Project) -> dict:
         "health_file": _rel(p.deploy_dir / "healthz.py", p.target),
         "manage_cmd": manage_cmd,
         "version": __version__,
-        "requirements_from_root": _rel(p.manage_dir / p.requirements, repo_root),
-        "requirements_from_inventory": _rel(p.manage_dir / p.requirements, p.target),
+        "install_from_root": ci_install(_rel(p.manage_dir / p.requirements, repo_root)),
+        "install_from_inventory": ci_install(_rel(p.manage_dir / p.requirements, p.target)),
         "project_from_root": project_from_root,
         "inventory_dir_from_root": target_from_root,
         "ci_logs_from_root": (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from . import schema
+from . import pyversion, schema
 from .errors import InventoryError, UnknownEnvironment
 from .schema import ENV_KEYS, PROJECT, TOP, Field
 
@@ -184,6 +184,11 @@ def validate(inv: Inventory) -> None:
         )
     if not data["environments"]:
         raise InventoryError(f"{inv.where(('environments',))}: no environment defined")
+    if not pyversion.valid(data["project"].get("requires_python") or ""):
+        raise InventoryError(
+            f"{inv.where(('project', 'requires_python'))}: "
+            f"{data['project']['requires_python']!r} is not a version constraint (e.g. '>=3.12')"
+        )
     _check_shared(inv, ("defaults",), data.get("defaults") or {})
     for name, env in data["environments"].items():
         _check_environment(inv, name, env)

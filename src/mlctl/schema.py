@@ -36,7 +36,18 @@ PROJECT = section(
     ),
     settings_module=Field(str),
     wsgi=Field(str, doc="module:callable of the WSGI application"),
-    requirements=Field(str, "requirements.txt"),
+    requirements=Field(
+        str,
+        "requirements.txt",
+        doc="what each release's venv installs: a pip requirements file (its -r/-c includes "
+        "too), uv.lock or Pipfile.lock (installed exactly as locked)",
+    ),
+    requires_python=Field(
+        str,
+        "",
+        doc="the Python the project needs (e.g. '>=3.12'), checked on every host before "
+        "anything changes; empty: read requires-python, .python-version or runtime.txt",
+    ),
     tests=Field(str, "python -m pytest -q", doc="the pytest gate, run in the project directory"),
 )
 

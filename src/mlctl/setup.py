@@ -10,9 +10,10 @@ import hashlib
 import re
 import secrets
 from importlib.resources import files
+from pathlib import Path
 from urllib.parse import quote as urlquote
 
-from . import console, guards, steps
+from . import console, guards, pyversion, steps
 from .commands.db import load_env
 from .errors import PreflightFailed, UsageError
 from .layout import Layout, unit_name
@@ -34,6 +35,7 @@ def setup_task(sel, yes=False) -> int:
             prepare_local(sess, verbose=True)
         else:
             validate(sess.cfg)
+            sess.each(require_tools)  # every host, before any of them changes
             sess.each(provision)
     finally:
         sess.close()
@@ -99,7 +101,6 @@ def inventory_env(cfg) -> dict:
 def provision(host) -> None:
     cfg = host.session.cfg
     lay = Layout(cfg["deploy_to"])
-    require_tools(host)
     report(host, "app user", ensure_user(host, cfg["app_user"]))
     report(host, "directories", ensure_dirs(host, lay, cfg))
     report(host, "marker", ensure_marker(host, lay))
@@ -110,27 +111,53 @@ def provision(host) -> None:
     report(host, "nginx site", ensure_nginx(host, cfg))
 
 
+VERSION_TAG = "mlctl-python-version"
+
+
 def require_tools(host) -> None:
+    """The tools setup and deploys use, and a Python the project can run on."""
     cfg = host.session.cfg
     tools = ["nginx", "systemctl", cfg["python"]]
     if cfg["database"]["engine"] == "postgresql":
         tools += ["psql", "pg_dump", "pg_restore"]
+    version = Cmd.of(
+        cfg["python"], "-c", f"import platform; print({VERSION_TAG!r}, platform.python_version())"
+    )
     r = host.run(
         "required tools",
         Cmd(
             (
                 Raw("for t in"),
                 Cmd.of(*tools),
-                Raw('; do command -v "$t" >/dev/null || echo "$t"; done'),
+                Raw('; do command -v "$t" >/dev/null || echo "$t"; done;'),
+                version,
+                Raw("2>/dev/null || true"),
             )
         ),
     )
-    missing = r.stdout.split()
+    lines = r.stdout.splitlines()
+    found = [line.split()[-1] for line in lines if line.startswith(VERSION_TAG + " ")]
+    missing = [line for line in lines if line.strip() and not line.startswith(VERSION_TAG + " ")]
     if missing:
         raise PreflightFailed(
             f"{host.name}: missing {', '.join(missing)}",
             "install them (e.g. apt-get install nginx postgresql python3-venv)",
         )
+    pyversion.check(host.name, found[0] if found else "", python_need(cfg))
+
+
+def python_need(cfg) -> tuple[str, str] | None:
+    """The project's Python constraint: the inventory's, else its files in the work tree."""
+    proj = cfg.project
+    root = Path(proj["source"]["repo"], proj["source"]["subdir"])
+
+    def read(rel: str) -> str | None:
+        try:
+            return (root / rel).read_text(errors="replace")
+        except OSError:
+            return None
+
+    return pyversion.needed(proj["requires_python"], read)
 
 
 def ensure_user(host, user: str) -> bool:

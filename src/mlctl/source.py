@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
+import posixpath
 import shlex
 import subprocess
 import sys
@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import installset
 from .errors import PreflightFailed
 
 
@@ -26,6 +27,7 @@ class Source:
     subject: str
     _archive: bytes | None = field(default=None, repr=False, compare=False)
     _files: dict = field(default_factory=dict, repr=False, compare=False)
+    _sets: dict = field(default_factory=dict, repr=False, compare=False)
 
     def archive(self) -> bytes:
         """The project directory at the commit, as one gzipped tar (streamed to every host);
@@ -39,14 +41,24 @@ class Source:
     def file(self, relpath: str) -> bytes:
         """One file at the commit (read once: every host thread asks for the requirements)."""
         if relpath not in self._files:
-            path = f"{self.subdir}/{relpath}" if self.subdir else relpath
+            path = posixpath.normpath(posixpath.join(self.subdir, relpath))
+            if path.startswith("../") or path == "..":
+                raise PreflightFailed(f"{relpath} is outside the repository {self.repo}")
             self._files[relpath] = git(self.repo, "show", f"{self.commit}:{path}", binary=True)
         return self._files[relpath]
 
-    def requirements_hash(self, requirements: str, python: str, platform: str) -> str:
-        digest = hashlib.sha256(self.file(requirements))
-        digest.update(f"\0{python}\0{platform}".encode())
-        return digest.hexdigest()[:16]
+    def text(self, relpath: str) -> str | None:
+        """A text file at the commit, None when it is not there."""
+        try:
+            return self.file(relpath).decode(errors="replace")
+        except PreflightFailed:
+            return None
+
+    def install_set(self, requirements: str) -> installset.InstallSet:
+        """What the venv installs (project.requirements read from the commit), made once."""
+        if requirements not in self._sets:
+            self._sets[requirements] = installset.resolve(self.file, requirements)
+        return self._sets[requirements]
 
 
 def git(repo: str, *args: str, binary: bool = False):

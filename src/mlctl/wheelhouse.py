@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,9 @@ import tarfile
 import threading
 from pathlib import Path
 
+from . import sdist
 from .errors import PreflightFailed
+from .installset import InstallSet
 from .journal import state_dir
 
 
@@ -31,23 +34,103 @@ def platform_tags(machine: str, libc: str) -> list[str]:
 
 # Hosts build in parallel threads and usually share one wheelhouse: resolve it once.
 _building = threading.Lock()
+MAX_SOURCE_BUILDS = 20  # sdist-only packages built here for one wheelhouse
+_NO_MATCH = re.compile(r"No matching distribution found for (\S+)")
 
 
-def build(req_hash: str, requirements: bytes, python: str, machine: str, libc: str) -> Path:
+def build(key: str, iset: InstallSet, python: str, machine: str, libc: str) -> Path:
     """Download the wheels once into the cache; return the directory."""
-    target = state_dir() / "wheelhouse" / req_hash
+    target = state_dir() / "wheelhouse" / key
     with _building:
         if not (target / ".complete").exists():
-            _download(target, requirements, python, machine, libc)
+            _download(target, iset, python, machine, libc)
     return target
 
 
-def _download(target: Path, requirements: bytes, python: str, machine: str, libc: str) -> None:
-    """Resolve into a private temporary directory, then rename it into place (atomic)."""
+def _download(target: Path, iset: InstallSet, python: str, machine: str, libc: str) -> None:
+    """Resolve into a private temporary directory, then rename it into place (atomic). A package
+    that ships only a source distribution is built here into a wheel, then resolving resumes."""
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    (tmp / "requirements.txt").write_bytes(requirements)
+    top = iset.write(tmp)
+    built: set[str] = set()
+    try:
+        while True:
+            p = subprocess.run(download_argv(tmp, top, python, machine, libc), **_CAPTURE)
+            if p.returncode == 0:
+                break
+            missing = _NO_MATCH.findall(p.stderr)
+            if not missing or missing[-1] in built or len(built) >= MAX_SOURCE_BUILDS:
+                tail = (p.stderr.strip().splitlines() or ["pip download failed"])[-1]
+                raise PreflightFailed(
+                    f"cannot resolve {iset.origin} for Python {python}: {tail[:200]}",
+                    "check the requirements, or set build.install: remote",
+                )
+            built.add(missing[-1])
+            source_build(iset, tmp, missing[-1], python, machine, libc)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    (tmp / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)  # an incomplete one left by a killed run
+    os.replace(tmp, target)
+
+
+_CAPTURE = {"capture_output": True, "text": True}
+
+
+def source_build(iset: InstallSet, root: Path, spec: str, *host) -> None:
+    """Build the wheel of `spec` here, with the set's index options; a hashed set gets the
+    built wheel's hash next to the verified source's."""
+    path, line = hashed_line(iset, root, spec)
+    request = root / f".mlctl-build-{_name(spec)}.txt"
+    request.write_text("".join(f"{o}\n" for o in index_options(iset, root)) + (line or spec) + "\n")
+    wheel = sdist.build_wheel(spec, request, root, *host)
+    request.unlink()
+    if path:
+        allow_hash(path, line, sdist.wheel_hash(wheel))
+
+
+_INDEX_OPTIONS = ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--trusted-host")
+
+
+def index_options(iset: InstallSet, root: Path) -> list[str]:
+    return [
+        line.strip()
+        for rel in iset.files
+        for line in (root / rel).read_text().splitlines()
+        if line.strip().split("=")[0].split(" ")[0] in _INDEX_OPTIONS
+    ]
+
+
+def _name(spec: str) -> str:
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+    return re.sub(r"[-_.]+", "-", m.group(1).lower()) if m else ""
+
+
+def hashed_line(iset: InstallSet, root: Path, spec: str) -> tuple[Path | None, str]:
+    """The set file and its logical line that pins `spec` with --hash options, if any."""
+    for rel in iset.files:
+        text = (root / rel).read_text()
+        for line in re.sub(r"\\\r?\n", " ", text).splitlines():
+            if "--hash=" in line and _name(line) == _name(spec):
+                return root / rel, line.strip()
+    return None, ""
+
+
+def allow_hash(path: Path, line: str, digest: str) -> None:
+    """Accept the wheel built here from the verified source too: its hash joins the line's
+    (in the uploaded copy of the set; pip on the host checks every file it installs)."""
+    text = path.read_text()
+    joined = re.sub(r"\\\r?\n", " ", text).splitlines()
+    out = [f"{x.rstrip()} --hash={digest}" if x.strip() == line else x for x in joined]
+    path.write_text("\n".join(out) + "\n")
+
+
+def download_argv(dest: Path, top: Path, python: str, machine: str, libc: str) -> list[str]:
+    """pip download of wheels for the host's Python and platform; wheels built here earlier
+    (in `dest`) count as found."""
     argv = [
         sys.executable,
         "-m",
@@ -57,9 +140,11 @@ def _download(target: Path, requirements: bytes, python: str, machine: str, libc
         "-q",
         "--only-binary=:all:",
         "--dest",
-        str(tmp),
+        str(dest),
+        "--find-links",
+        str(dest),
         "-r",
-        str(tmp / "requirements.txt"),
+        str(top),
         "--python-version",
         python,
         "--implementation",
@@ -69,25 +154,18 @@ def _download(target: Path, requirements: bytes, python: str, machine: str, libc
     ]
     for tag in platform_tags(machine, libc):
         argv += ["--platform", tag]
-    p = subprocess.run(argv, capture_output=True, text=True)
-    if p.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tail = (p.stderr.strip().splitlines() or ["pip download failed"])[-1]
-        raise PreflightFailed(
-            f"cannot resolve requirements for Python {python}: {tail[:200]}",
-            "check requirements.txt, or set build.install: remote",
-        )
-    (tmp / ".complete").touch()
-    shutil.rmtree(target, ignore_errors=True)  # an incomplete one left by a killed run
-    os.replace(tmp, target)
+    return argv
 
 
 @functools.lru_cache(maxsize=4)
-def tarball(directory: Path) -> bytes:
-    """The wheels as one tar, built once per wheelhouse however many hosts receive it."""
+def tarball(directory: Path, names: tuple[str, ...]) -> bytes:
+    """The wheels and the install set's files (`names`) as one tar, built once per wheelhouse
+    however many hosts receive it."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for f in sorted(directory.iterdir()):
-            if f.suffix == ".whl" or f.name == "requirements.txt":
+            if f.suffix == ".whl":
                 tar.add(f, arcname=f.name)
+        for name in names:
+            tar.add(directory / name, arcname=name)
     return buf.getvalue()

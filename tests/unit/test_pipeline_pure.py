@@ -14,6 +14,7 @@ import pytest
 
 from mlctl import journal, locking, prune, remote, setup, steps, wheelhouse
 from mlctl.errors import UsageError
+from mlctl.installset import InstallSet
 from mlctl.layout import Layout, check_release_id
 from mlctl.ops import release_rows
 
@@ -139,7 +140,8 @@ def test_parallel_hosts_resolve_one_wheelhouse_once(tmp_path, monkeypatch):
 
     def build():
         try:
-            results.append(wheelhouse.build("h1", b"pkg==1.0\n", "3.11", "x86_64", "2.36"))
+            iset = InstallSet("requirements.txt", {"requirements.txt": b"pkg==1.0\n"}, "r")
+            results.append(wheelhouse.build("h1", iset, "3.11", "x86_64", "2.36"))
         except Exception as e:  # noqa: BLE001 — the assertion below reports it
             errors.append(e)
 
@@ -155,7 +157,7 @@ def test_parallel_hosts_resolve_one_wheelhouse_once(tmp_path, monkeypatch):
         "pkg-1.0-py3-none-any.whl",
         "requirements.txt",
     ]
-    assert b"pkg-1.0" in wheelhouse.tarball(results[0])
+    assert b"pkg-1.0" in wheelhouse.tarball(results[0], ("requirements.txt",))
 
 
 def test_prune_commands_come_from_the_facts_and_never_fail_the_script():

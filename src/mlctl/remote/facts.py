@@ -65,6 +65,7 @@ print(
     json.dumps(
         {
             "python": "%d.%d" % sys.version_info[:2],
+            "python_version": platform.python_version(),
             "machine": platform.machine(),
             "platform": sysconfig.get_platform(),
             "libc": glibc(),
