@@ -119,7 +119,11 @@ class Deploy:
             self.stage = "switch"
             self.switch_all()
             if self.dry:
-                tag = f"tag deploy/{self.cfg.name}/{self.rid}, " if self.cfg["tag_deploys"] else ""
+                tag = (
+                    f"tag deploy/{self.cfg.name}/{self.rid}, "
+                    if self.cfg.get("tag_deploys", True)
+                    else ""
+                )
                 console.out(
                     f"then: mark the release good, record history, {tag}prune old releases, unlock"
                 )
@@ -345,7 +349,7 @@ class Deploy:
             console.warn(f"{host.name}: {prune.FAILED}; the deploy itself succeeded")
 
     def tag(self) -> None:
-        if self.dry or not self.cfg["tag_deploys"]:
+        if self.dry or not self.cfg.get("tag_deploys", True):
             return
         name = f"deploy/{self.cfg.name}/{self.rid}"
         try:

@@ -398,7 +398,7 @@ def _finish(inv: Inventory, name: str, s: dict, sources: dict) -> None:
         s["deploy_to"] = _resolve_path(inv.root, s["deploy_to"])
     if not s["color"]:
         s["color"] = schema.ENV_COLORS.get(name, "cyan")
-    if not s["health"]["url"]:  # one place for the port: the pidfile service's bind
+    if sources.get("health.url") == "built-in":  # one place for the port: the pidfile's bind
         s["health"]["url"] = f"http://{health_address(s)}/healthz"
     if s.get("tag_deploys") is None:
         s["tag_deploys"] = s["connection"] != "local"

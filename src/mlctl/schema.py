@@ -82,9 +82,8 @@ ENV_KEYS = section(
         section(
             url=Field(
                 str,
-                "",
-                doc="default: http://BIND/healthz for the pidfile service, else "
-                "http://127.0.0.1/healthz (nginx)",
+                "http://127.0.0.1/healthz",
+                doc="default for the pidfile service: http://BIND/healthz",
             ),
             expect_status=Field(int, 200),
             timeout=Field(float, 30.0),
