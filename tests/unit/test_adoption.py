@@ -76,6 +76,14 @@ def git_commit(root: Path) -> None:
     run("-c", "user.email=t@example.org", "-c", "user.name=t", "commit", "-qm", "project")
 
 
+def commit_all(root: Path) -> None:
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
+    subprocess.run(
+        ["git", "-C", str(root), "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qm", "m"],
+        check=True,
+    )
+
+
 def split_settings(root: Path, manage: str, wsgi: str, leaves=("base", "local", "production")):
     """A cookiecutter-like layout: config/settings/{base,...}.py."""
     files = {
@@ -363,11 +371,7 @@ def test_dev_deploy_preflight_names_every_missing_variable_at_once(tmp_path):
     root = cookie_like(tmp_path / "shop")
     git_commit(root)
     assert run_init(root).returncode == 0
-    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
-    subprocess.run(
-        ["git", "-C", str(root), "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qm", "m"],
-        check=True,
-    )
+    commit_all(root)
     p = subprocess.run(
         [sys.executable, "-m", "mlctl.cli", "dev", "deploy"],
         cwd=root,
@@ -643,3 +647,46 @@ def test_mask_leaves_paths_that_contain_a_short_secret():
     )
     long = "x7Kq9Zp2Lm4Nv8Rt"  # long secrets are masked wherever they appear
     assert mask(f"/tmp/{long}/f", [long]) == f"/tmp/{MASK}/f"
+
+
+def test_remote_preflight_names_missing_and_unwritten_variables(tmp_path, write_inventory):
+    """Over SSH the shared .env is written by setup: a variable set in the inventory since then
+    is named with the command that writes it; one on every host's .env is enough."""
+    from types import SimpleNamespace
+
+    from mlctl.deploy import Deploy
+
+    root = cookie_like(tmp_path / "shop")
+    git_commit(root)
+    assert run_init(root).returncode == 0
+    commit_all(root)
+    inv = inventory.load(root / "environments.yaml")
+    host = SimpleNamespace(name="t1", facts={"env_keys": ["DJANGO_ADMIN_URL"]})
+    flags = {"hosts": "t1.example.internal"}
+
+    def preflight(env_values: dict, keys: list[str]) -> str:
+        environ = {
+            f"MLCTL_{'SECRETS' if 'KEY' in k else 'ENV'}__{k}": v for k, v in env_values.items()
+        }
+        cfg = inventory.resolve(inv, "test", environ, flags)
+        host.facts["env_keys"] = keys
+        d = Deploy.__new__(Deploy)
+        d.cfg, d.src = cfg, source.resolve(str(root), "", "HEAD")
+        d.sess = SimpleNamespace(hosts=[host])
+        try:
+            d.require_settings_env()
+        except PreflightFailed as e:
+            return str(e)
+        return "ok"
+
+    assert preflight({}, ["DJANGO_ADMIN_URL"]) == (
+        "missing environment variables for the settings: MAILGUN_API_KEY, MAILGUN_DOMAIN — "
+        "set them under env:/secrets: in environments.yaml"
+    )
+    everything = ["DJANGO_ADMIN_URL", "MAILGUN_API_KEY", "MAILGUN_DOMAIN"]
+    assert preflight({}, everything) == "ok"  # set on the host by hand: enough
+    filled = {"MAILGUN_API_KEY": "k", "MAILGUN_DOMAIN": "mg.example.org"}
+    assert preflight(filled, ["DJANGO_ADMIN_URL"]) == (
+        "t1: the shared .env lacks MAILGUN_API_KEY, MAILGUN_DOMAIN (set in the inventory since "
+        "the last setup) — run `mlctl test setup` to write them"
+    )
