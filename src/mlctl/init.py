@@ -48,7 +48,7 @@ PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 DEV_LEAVES = {"dev", "develop", "development", "local", "test", "tests", "testing", "ci"}
 PRODUCTION_LEAVES = ("production", "prod", "live", "deploy")
 # Variables the settings may read without the user setting them: the shared .env's own.
-PROVIDED = WRITTEN_BY_MLCTL | {"DJANGO_DEBUG", "STATIC_ROOT"}
+PROVIDED = WRITTEN_BY_MLCTL | {"DJANGO_DEBUG"}  # settings_deploy.py sets DJANGO_DEBUG
 # Settings settings_deploy.py sets from the .env anyway: a variable the project requires only to
 # fill one of them gets the .env's value (so it never raises), e.g. DJANGO_SECRET_KEY.
 OVERRIDDEN = {
