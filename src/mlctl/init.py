@@ -497,6 +497,12 @@ def inspect(target: Path) -> Project:
         raise UsageError(f"{manage_dir} is outside the git repository {git_root}")
 
     requirements, req_text = find_requirements(manage_dir, notes, facts)
+    listed = req_text or requirement_closure(manage_dir / requirements)
+    for package, dist in unlisted_packages(found, requirement_names(listed)) if listed else []:
+        notes.append(
+            f"the settings import {package}, which {requirements} does not name (nor its -r "
+            f"files): add {dist} unless another requirement installs it"
+        )
     pytest = uses_pytest(manage_dir, git_root)
     tests = "python -m pytest -q" if pytest else "python manage.py test"
     facts.append(f"tests: {tests}")
@@ -524,6 +530,52 @@ def inspect(target: Path) -> Project:
         env_aliases=aliases,
         postgres_why=postgres_why,
     )
+
+
+# Import names whose distribution is named otherwise (the rest: the same name, - for _).
+DISTRIBUTIONS = {
+    "environ": "django-environ",
+    "decouple": "python-decouple",
+    "dotenv": "python-dotenv",
+    "storages": "django-storages",
+    "debug_toolbar": "django-debug-toolbar",
+    "corsheaders": "django-cors-headers",
+    "rest_framework": "djangorestframework",
+    "crispy_forms": "django-crispy-forms",
+    "allauth": "django-allauth",
+    "anymail": "django-anymail",
+    "psycopg2": "psycopg2-binary",
+    "yaml": "PyYAML",
+    "PIL": "Pillow",
+}
+
+
+def requirement_closure(path: Path, seen: set | None = None) -> str:
+    """A requirements file with the files it includes (-r/-c), for reading names only."""
+    seen = seen if seen is not None else set()
+    if path in seen or not path.is_file():
+        return ""
+    seen.add(path)
+    text = path.read_text(errors="replace")
+    out = [text]
+    for m in re.finditer(r"^\s*(?:-r|--requirement|-c|--constraint)\s*=?\s*(\S+)", text, re.M):
+        out.append(requirement_closure(path.parent / m.group(1), seen))
+    return "\n".join(out)
+
+
+def unlisted_packages(found: Scan, named: set[str]) -> list[tuple[str, str]]:
+    """Third-party packages the settings import that the requirements do not name."""
+    import sys
+
+    out = []
+    for package in sorted(found.imports - set(sys.stdlib_module_names) - {"django", "mlctl"}):
+        dist = DISTRIBUTIONS.get(package, package.replace("_", "-"))
+        variants = {re.sub(r"[-_.]+", "-", d.lower()) for d in (dist, package, f"django-{package}")}
+        if dist.startswith("psycopg"):
+            variants |= {"psycopg", "psycopg2", "psycopg2-binary", "psycopg-binary"}
+        if not variants & named:
+            out.append((package, dist))
+    return out
 
 
 def required_env(found: Scan) -> tuple[list[Read], dict[str, str]]:

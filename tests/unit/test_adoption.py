@@ -690,3 +690,28 @@ def test_remote_preflight_names_missing_and_unwritten_variables(tmp_path, write_
         "t1: the shared .env lacks MAILGUN_API_KEY, MAILGUN_DOMAIN (set in the inventory since "
         "the last setup) — run `mlctl test setup` to write them"
     )
+
+
+def test_init_names_packages_the_settings_import_but_the_requirements_lack(tmp_path):
+    """Read through the settings' imports and the requirements' -r includes."""
+    root = split_settings(tmp_path / "shop", "config.settings.local", "config.settings.production")
+    write(
+        root,
+        {
+            "config/settings/production.py": (
+                "from .base import *  # noqa\nimport environ\nimport sentry_sdk\nimport json\n"
+            ),
+            "config/settings/base.py": "import whitenoise\n" + BASE,
+            "requirements.txt": "-r requirements/production.txt\n",
+            "requirements/production.txt": "-r base.txt\nsentry-sdk==2.0\n",
+            "requirements/base.txt": "Django\ndjango-environ\ngunicorn\npsycopg[binary]\n",
+        },
+    )
+    git_commit(root)
+    p = run_init(root)
+    assert p.returncode == 0, p.stderr
+    named = [line for line in p.stderr.splitlines() if "the settings import" in line]
+    assert named == [
+        "warning: the settings import whitenoise, which requirements.txt does not name (nor its "
+        "-r files): add whitenoise unless another requirement installs it"
+    ]
