@@ -11,7 +11,18 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import console, guards, locking, prune, pyversion, setup, source, steps, wheelhouse
+from . import (
+    console,
+    guards,
+    locking,
+    prune,
+    pyversion,
+    settings_scan,
+    setup,
+    source,
+    steps,
+    wheelhouse,
+)
 from .commands import release as relcmd
 from .errors import (
     ConnectError,
@@ -105,6 +116,7 @@ class Deploy:
         """The pipeline on hosts that `reach` connected and gathered facts from."""
         sess = self.sess
         sess.each(self.preflight)
+        self.require_settings_env()
         if self.dry:
             for h in sess.hosts:  # from here on every step prints its command instead
                 h.run = _printer(h)
@@ -118,9 +130,13 @@ class Deploy:
             self.stage = "switch"
             self.switch_all()
             if self.dry:
+                tag = (
+                    f"tag deploy/{self.cfg.name}/{self.rid}, "
+                    if self.cfg.get("tag_deploys", True)
+                    else ""
+                )
                 console.out(
-                    "then: mark the release good, record history, tag "
-                    f"deploy/{self.cfg.name}/{self.rid}, prune old releases, unlock"
+                    f"then: mark the release good, record history, {tag}prune old releases, unlock"
                 )
                 return self.rid
             self.stage = "done"
@@ -152,6 +168,32 @@ class Deploy:
                 f"{host.name}: only {free} MiB free in {self.cfg['deploy_to']}",
                 f"free at least {MIN_FREE // (1024 * 1024)} MiB",
             )
+
+    def require_settings_env(self) -> None:
+        """Every variable the settings read without a default (through their imports, at this
+        commit) is set: in the inventory's env:/secrets: or each host's shared .env. All the
+        missing ones are named at once, before anything changes on a host."""
+        needed = settings_env_needed(self.src, self.cfg.project["settings_module"])
+        if not needed:
+            return
+        inventory = {k for k, v in setup.inventory_env(self.cfg).items() if v != ""}
+        on_hosts = {h.name: set(h.facts.get("env_keys", [])) for h in self.sess.hosts}
+        missing = [
+            n for n in needed if n not in inventory and any(n not in k for k in on_hosts.values())
+        ]
+        if missing:
+            raise PreflightFailed(
+                f"missing environment variables for the settings: {', '.join(missing)}",
+                "set them under env:/secrets: in environments.yaml",
+            )
+        for host, keys in on_hosts.items():
+            unwritten = [n for n in needed if n not in keys]
+            if unwritten and not self.cfg.local:  # a local deploy writes its .env each time
+                raise PreflightFailed(
+                    f"{host}: the shared .env lacks {', '.join(unwritten)} (set in the "
+                    "inventory since the last setup)",
+                    f"run `mlctl {self.cfg.name} setup` to write them",
+                )
 
     def lock_all(self) -> None:
         # Every lock taken must be known, to record its outcome and release it.
@@ -331,7 +373,7 @@ class Deploy:
             console.warn(f"{host.name}: {prune.FAILED}; the deploy itself succeeded")
 
     def tag(self) -> None:
-        if self.dry:
+        if self.dry or not self.cfg.get("tag_deploys", True):
             return
         name = f"deploy/{self.cfg.name}/{self.rid}"
         try:
@@ -436,6 +478,20 @@ class Deploy:
             "run_id": self.sess.journal.run_id,
             **leaves,
         }
+
+
+def settings_env_needed(src: source.Source, settings_module: str) -> list[str]:
+    """Variables the settings module at this commit reads without a default, unconditionally."""
+    tree = source.git(src.repo, "ls-tree", "-r", "--name-only", src.commit, "--", src.subdir or ".")
+    prefix = f"{src.subdir.strip('/')}/" if src.subdir else ""
+    files = {p.removeprefix(prefix) for p in tree.splitlines()}
+
+    def read(rel: str) -> str | None:
+        return src.file(rel).decode(errors="replace") if rel in files else None
+
+    found = settings_scan.scan(read, settings_module)
+    skip = found.provided | settings_scan.WRITTEN_BY_MLCTL
+    return [n for n in found.required_names() if n not in skip]
 
 
 def _printer(host, streamed: bool = False):

@@ -23,12 +23,14 @@ import json
 import re
 import subprocess
 import tomllib
+import zlib
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
 from . import __version__, console, pyversion, sdist
 from .errors import UsageError
+from .settings_scan import WRITTEN_BY_MLCTL, Read, Scan, is_secret_name, scan
 
 SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "__pycache__", "site-packages", "var"}
 GENERIC_NAMES = {"config", "conf", "settings", "core", "project", "src", "app", "main", "web"}
@@ -42,6 +44,19 @@ REQUIREMENT_FILES = (
     "requirements-prod.txt",
 )
 PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
+# Settings modules that are for development, and those that are what a server runs.
+DEV_LEAVES = {"dev", "develop", "development", "local", "test", "tests", "testing", "ci"}
+PRODUCTION_LEAVES = ("production", "prod", "live", "deploy")
+# Variables the settings may read without the user setting them: the shared .env's own.
+PROVIDED = WRITTEN_BY_MLCTL | {"DJANGO_DEBUG"}  # settings_deploy.py sets DJANGO_DEBUG
+# Settings settings_deploy.py sets from the .env anyway: a variable the project requires only to
+# fill one of them gets the .env's value (so it never raises), e.g. DJANGO_SECRET_KEY.
+OVERRIDDEN = {
+    "SECRET_KEY": "SECRET_KEY",
+    "DATABASES": "DATABASE_URL",
+    "ALLOWED_HOSTS": "ALLOWED_HOSTS",
+}
+DEV_PORTS = (8100, 8999)  # a dev port per project name, in this range
 
 
 @dataclass
@@ -62,6 +77,10 @@ class Project:
     branch: str
     facts: list[str] = field(default_factory=list)  # what was found, one phrase each
     notes: list[str] = field(default_factory=list)  # what the user should know or do
+    settings_why: str = ""  # why these settings were chosen
+    required_env: list[Read] = field(default_factory=list)  # to fill in, EDIT lines
+    env_aliases: dict[str, str] = field(default_factory=dict)  # variable -> the .env's
+    postgres_why: str = ""  # why the project needs PostgreSQL also on dev ("" when not)
 
     @property
     def deploy_dir(self) -> Path:
@@ -94,6 +113,7 @@ def init_task(selection, path=".", force=False, ci=None) -> int:
     console.info(
         f"Django project {project.name} in {project.manage_dir}: " + "; ".join(project.facts)
     )
+    console.info(f"settings {project.settings_module}: {project.settings_why}")
     written, skipped = [], []
     for rel, text in render_files(project, ci).items():
         dest = target / rel
@@ -107,6 +127,9 @@ def init_task(selection, path=".", force=False, ci=None) -> int:
         dest.write_text(text)
         written.append(rel)
         console.step("wrote", rel, "green")
+    if ignore_dev_tree(target, project.git_root):
+        written.append(".gitignore")
+        console.step("wrote", ".gitignore (/var/: the dev deploy tree)", "green")
     for rel in skipped:
         console.step("skipped", f"{rel} (exists; --force overwrites it)", "yellow")
     for note in project.notes:
@@ -130,6 +153,27 @@ def init_task(selection, path=".", force=False, ci=None) -> int:
     console.info(f"  3. {here}mlctl test deploy")
     console.done(f"wrote {len(written)} file(s), skipped {len(skipped)}")
     return 0
+
+
+def ignore_dev_tree(target: Path, git_root: Path | None) -> bool:
+    """Keep the dev deploy tree (./var/dev, next to the inventory) out of `git add -A`: add
+    /var/ to the .gitignore next to the inventory unless git already ignores it."""
+    probe = target / "var" / "dev"
+    if git_root is not None:
+        p = subprocess.run(
+            ["git", "-C", str(target), "check-ignore", "-q", "--no-index", str(probe)],
+            capture_output=True,
+            check=False,
+        )
+        if p.returncode == 0:
+            return False
+    path = target / ".gitignore"
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    if re.search(r"^/?var/?(/\*\*)?\s*$", text, re.M):
+        return False
+    sep = "" if not text or text.endswith("\n") else "\n"
+    path.write_text(f"{text}{sep}# mlctl's dev deploy tree (environments.dev.deploy_to)\n/var/\n")
+    return True
 
 
 def _shown_rel(p: Path) -> str:
@@ -158,13 +202,19 @@ def find_manage(target: Path, max_depth: int = 2) -> Path:
     raise UsageError(f"{target}: not a Django project (no manage.py here or in its subdirectories)")
 
 
-def settings_module_of(manage_py: Path) -> str:
-    text = manage_py.read_text(errors="replace")
+def settings_default(path: Path) -> str | None:
+    """The DJANGO_SETTINGS_MODULE a manage.py or wsgi.py sets by default, if it sets one."""
+    text = path.read_text(errors="replace")
     m = re.search(
         r"DJANGO_SETTINGS_MODULE['\"]\s*,\s*['\"]([A-Za-z_][\w.]*)['\"]", text
     ) or re.search(r"DJANGO_SETTINGS_MODULE['\"]\s*\]\s*=\s*['\"]([A-Za-z_][\w.]*)['\"]", text)
-    if m:
-        return m.group(1)
+    return m.group(1) if m else None
+
+
+def settings_module_of(manage_py: Path) -> str:
+    found = settings_default(manage_py)
+    if found:
+        return found
     candidates = sorted(manage_py.parent.glob("*/settings.py"))
     if len(candidates) == 1:
         return f"{candidates[0].parent.name}.settings"
@@ -172,6 +222,57 @@ def settings_module_of(manage_py: Path) -> str:
         f"{manage_py}: no DJANGO_SETTINGS_MODULE default found "
         "(expected os.environ.setdefault('DJANGO_SETTINGS_MODULE', '<package>.settings'))"
     )
+
+
+def is_dev_settings(module: str) -> bool:
+    return module.rpartition(".")[2].lower() in DEV_LEAVES
+
+
+def wsgi_file_of(manage_dir: Path, settings_module: str) -> Path | None:
+    """The project's wsgi.py: in the settings' top package, else next to manage.py."""
+    parts = settings_module.split(".")
+    for package in dict.fromkeys([".".join(parts[:-1]), parts[0]]):
+        found = module_file(manage_dir, f"{package}.wsgi") if package else None
+        if found:
+            return found
+    return manage_dir / "wsgi.py" if (manage_dir / "wsgi.py").is_file() else None
+
+
+def choose_settings(manage_dir: Path) -> tuple[str, str]:
+    """The settings module the servers should run and why: what the project runs in production
+    (wsgi.py's default, a production module), before manage.py's default (often development)."""
+    manage_default = settings_module_of(manage_dir / "manage.py")
+    wsgi_py = wsgi_file_of(manage_dir, manage_default)
+    wsgi_default = settings_default(wsgi_py) if wsgi_py else None
+    wsgi_rel = _rel(wsgi_py, manage_dir) if wsgi_py else "wsgi.py"
+    if (
+        wsgi_default
+        and wsgi_default != manage_default
+        and not is_dev_settings(wsgi_default)
+        and module_file(manage_dir, wsgi_default)
+    ):
+        return wsgi_default, (
+            f"{wsgi_rel}'s default, what the project serves; manage.py's {manage_default} is "
+            "for development"
+        )
+    for base in dict.fromkeys(m for m in (wsgi_default, manage_default) if m):
+        package, _, leaf = base.rpartition(".")
+        if leaf in PRODUCTION_LEAVES:
+            break
+        for production in PRODUCTION_LEAVES:
+            if package and module_file(manage_dir, f"{package}.{production}"):
+                owners = [
+                    n
+                    for n, m in (("manage.py", manage_default), (wsgi_rel, wsgi_default))
+                    if m == base
+                ]
+                return f"{package}.{production}", (
+                    f"the production module next to {base}, the default of {' and '.join(owners)}"
+                )
+    why = "manage.py's default"
+    if is_dev_settings(manage_default):
+        why += " (it looks like development settings and no production module was found)"
+    return manage_default, why
 
 
 def module_file(root: Path, module: str) -> Path | None:
@@ -385,11 +486,21 @@ def uses_pytest(manage_dir: Path, git_root: Path | None) -> bool:
     return False
 
 
+def project_reader(manage_dir: Path):
+    """Files of the project by path relative to manage.py's directory (what Django imports)."""
+
+    def read(rel: str) -> str | None:
+        path = manage_dir / rel
+        return path.read_text(errors="replace") if path.is_file() else None
+
+    return read
+
+
 def inspect(target: Path) -> Project:
     manage_dir = find_manage(target)
     facts: list[str] = []
     notes: list[str] = []
-    settings_module = settings_module_of(manage_dir / "manage.py")
+    settings_module, settings_why = choose_settings(manage_dir)
     settings_file = module_file(manage_dir, settings_module)
     if settings_file is None:
         raise UsageError(
@@ -397,11 +508,13 @@ def inspect(target: Path) -> Project:
             "(mlctl expects packages next to manage.py)"
         )
     facts.append(f"settings {settings_module}")
-    text = settings_file.read_text(errors="replace")
+    # The settings as they run: through their imports (from .base import *), never imported.
+    found = scan(project_reader(manage_dir), settings_module)
+    text = found.text()
 
     # The WSGI application: WSGI_APPLICATION, else <package>/wsgi.py.
     wsgi = ""
-    dotted = setting(text, "WSGI_APPLICATION")
+    dotted = found.value("WSGI_APPLICATION")
     if dotted and re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*", dotted):
         module, _, attr = dotted.rpartition(".")
         if module_file(manage_dir, module):
@@ -415,14 +528,14 @@ def inspect(target: Path) -> Project:
     else:
         notes.append("no WSGI module found: wsgi_deploy.py builds Django's default application")
 
-    # Static files and the database, as the settings text says.
-    static_root = setting(text, "STATIC_ROOT")
-    static_url = setting(text, "STATIC_URL")
+    # Static files and the database, as the settings (and what they import) say.
+    static_root = found.value("STATIC_ROOT")
+    static_url = found.value("STATIC_URL")
     facts.append(f"STATIC_ROOT {static_root}" if static_root else "STATIC_ROOT unset")
     if static_root and "staticfiles" not in static_root:
         notes.append(
-            f"STATIC_ROOT is {static_root} in {settings_module}; on servers settings_deploy.py "
-            "sets it to staticfiles/ next to manage.py, which nginx serves"
+            f"STATIC_ROOT is {static_root} in {found.assigned_in['STATIC_ROOT']}; on servers "
+            "settings_deploy.py sets it to staticfiles/ next to manage.py, which nginx serves"
         )
     if static_url and static_url.strip("/") != "static":
         notes.append(
@@ -438,6 +551,19 @@ def inspect(target: Path) -> Project:
             f"the settings use {engine.group(1)}; mlctl manages PostgreSQL (test, live) and "
             "SQLite (dev): the servers get PostgreSQL through DATABASE_URL"
         )
+    postgres_why = needs_postgres(manage_dir)
+    if postgres_why:
+        notes.append(
+            f"this project needs PostgreSQL ({postgres_why}): dev uses a PostgreSQL server of "
+            "yours too; fill in its EDIT lines under environments.dev.database"
+        )
+    required, aliases = required_env(found)
+    for read in required:
+        where = "secrets" if is_secret_name(read.name) else "env"
+        notes.append(
+            f"{read.name} is required by {read.module} (no default): set it under {where}: "
+            "in environments.yaml (its EDIT line)"
+        )
 
     git_root = git_root_of(target)
     if git_root is None:
@@ -450,6 +576,12 @@ def inspect(target: Path) -> Project:
 
     requirements, req_text = find_requirements(manage_dir, notes, facts, git_root)
     python_need = project_python(manage_dir, git_root, facts)
+    listed = req_text or requirement_closure(manage_dir / requirements)
+    for package, dist in unlisted_packages(found, requirement_names(listed)) if listed else []:
+        notes.append(
+            f"the settings import {package}, which {requirements} does not name (nor its -r "
+            f"files): add {dist} unless another requirement installs it"
+        )
     pytest = uses_pytest(manage_dir, git_root)
     tests = "python -m pytest -q" if pytest else "python manage.py test"
     facts.append(f"tests: {tests}")
@@ -473,7 +605,118 @@ def inspect(target: Path) -> Project:
         branch=git_branch(git_root),
         facts=facts,
         notes=notes,
+        settings_why=settings_why,
+        required_env=required,
+        env_aliases=aliases,
+        postgres_why=postgres_why,
     )
+
+
+# Import names whose distribution is named otherwise (the rest: the same name, - for _).
+DISTRIBUTIONS = {
+    "environ": "django-environ",
+    "decouple": "python-decouple",
+    "dotenv": "python-dotenv",
+    "storages": "django-storages",
+    "debug_toolbar": "django-debug-toolbar",
+    "corsheaders": "django-cors-headers",
+    "rest_framework": "djangorestframework",
+    "crispy_forms": "django-crispy-forms",
+    "allauth": "django-allauth",
+    "anymail": "django-anymail",
+    "psycopg2": "psycopg2-binary",
+    "yaml": "PyYAML",
+    "PIL": "Pillow",
+}
+
+
+def requirement_closure(path: Path, seen: set | None = None) -> str:
+    """A requirements file with the files it includes (-r/-c), or the packages a lock file
+    pins, one per line: for reading names only."""
+    seen = seen if seen is not None else set()
+    if path in seen or not path.is_file():
+        return ""
+    if path.name in ("uv.lock", "Pipfile.lock"):
+        return "\n".join(locked_names(path))
+    seen.add(path)
+    text = path.read_text(errors="replace")
+    out = [text]
+    for m in re.finditer(r"^\s*(?:-r|--requirement|-c|--constraint)\s*=?\s*(\S+)", text, re.M):
+        out.append(requirement_closure(path.parent / m.group(1), seen))
+    return "\n".join(out)
+
+
+def locked_names(path: Path) -> list[str]:
+    """The package names a uv.lock or Pipfile.lock pins."""
+    try:
+        if path.name == "uv.lock":
+            return [p["name"] for p in tomllib.loads(path.read_text()).get("package", [])]
+        return list(json.loads(path.read_text()).get("default", {}))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def unlisted_packages(found: Scan, named: set[str]) -> list[tuple[str, str]]:
+    """Third-party packages the settings import that the requirements do not name."""
+    import sys
+
+    out = []
+    for package in sorted(found.imports - set(sys.stdlib_module_names) - {"django", "mlctl"}):
+        dist = DISTRIBUTIONS.get(package, package.replace("_", "-"))
+        variants = {re.sub(r"[-_.]+", "-", d.lower()) for d in (dist, package, f"django-{package}")}
+        if dist.startswith("psycopg"):
+            variants |= {"psycopg", "psycopg2", "psycopg2-binary", "psycopg-binary"}
+        if not variants & named:
+            out.append((package, dist))
+    return out
+
+
+def required_env(found: Scan) -> tuple[list[Read], dict[str, str]]:
+    """(variables the user must set, variables settings_deploy.py fills from the .env)."""
+    required, aliases = [], {}
+    for read in found.required:
+        if read.name in PROVIDED or read.name in aliases:
+            continue
+        if read.setting in OVERRIDDEN:
+            aliases[read.name] = OVERRIDDEN[read.setting]
+        elif read.name not in {r.name for r in required}:
+            required.append(read)
+    return required, aliases
+
+
+POSTGRES_MARK = re.compile(r"django\.contrib\.postgres(\.\w+)*|\bpsqlextra\b")
+
+
+def needs_postgres(manage_dir: Path) -> str:
+    """Why the project cannot run on SQLite ("" when it can): models or migrations that use
+    django.contrib.postgres (fields, indexes, search, operations) or django-postgres-extra. Only
+    listing the app in INSTALLED_APPS does not: SQLite migrates that."""
+    for path in _python_files(manage_dir):
+        rel = path.relative_to(manage_dir)
+        if (
+            "migrations" not in rel.parts[:-1]
+            and path.stem != "models"
+            and "models" not in rel.parts
+        ):
+            continue
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        m = POSTGRES_MARK.search(text)
+        if m:
+            return f"{m.group(0)} in {rel.as_posix()}"
+    return ""
+
+
+def _python_files(root: Path):
+    for path in sorted(root.iterdir()):
+        if path.name in SKIP_DIRS or path.name.startswith("."):
+            continue
+        if path.is_dir():
+            yield from _python_files(path)
+        elif path.suffix == ".py":
+            yield path
 
 
 # ---------------------------------------------------------------- writing
@@ -558,8 +801,11 @@ def values_of(p: Project) -> dict:
     else:
         wsgi_expr = 'importlib.import_module("django.core.wsgi").get_wsgi_application()'
         wsgi_shown = "Django's default application"
-    engine_note = "test and live: PostgreSQL, created by `mlctl setup`; dev: SQLite"
+    engine_note = "test and live: PostgreSQL, created by `mlctl setup`; dev: " + (
+        "a PostgreSQL server of yours" if p.postgres_why else "SQLite"
+    )
     return {
+        **environment_values(p),
         "name": p.name,
         "repo": yaml_scalar(_rel(repo_root, p.target)),
         "subdir": yaml_scalar(subdir) if subdir else '""',
@@ -600,6 +846,53 @@ def values_of(p: Project) -> dict:
         "ci_logs_from_root": (
             "ci-logs/" if target_from_root == "." else f"{target_from_root}/ci-logs/"
         ),
+    }
+
+
+def dev_port(name: str) -> int:
+    """A port for the project's dev server that differs per project (two on one laptop)."""
+    low, high = DEV_PORTS
+    return low + zlib.crc32(name.encode()) % (high - low + 1)
+
+
+def environment_values(p: Project) -> dict:
+    """The inventory's env:/secrets: EDIT lines, the dev database and port, settings_deploy's
+    aliases: what the settings require, as init found it."""
+    env_lines, secret_lines = [], []
+    for read in p.required_env:
+        line = f'    {read.name}: ""  # EDIT: {read.module} raises without it\n'
+        (secret_lines if is_secret_name(read.name) else env_lines).append(line)
+    secrets_block = ""
+    if secret_lines:
+        secrets_block = (
+            "  secrets:  # written to the servers' shared .env (0640), never printed\n"
+            + "".join(secret_lines)
+        )
+    db = p.name.replace("-", "_")
+    if p.postgres_why:
+        dev_database = (
+            f"    database:  # EDIT: a PostgreSQL server of yours ({p.postgres_why})\n"
+            "      engine: postgresql\n"
+            f"      name: {db}_dev  # EDIT: an existing database\n"
+            f"      user: {db}  # EDIT: a role that owns it\n"
+            '      password: ""  # EDIT\n'
+            "      host: localhost  # EDIT\n"
+            "      port: 5432  # EDIT\n"
+        )
+    else:
+        dev_database = "    database:\n      engine: sqlite\n      name: db.sqlite3\n"
+    aliases = "".join(
+        f"# {name} is required by your settings for a value set below from the .env anyway.\n"
+        f'os.environ.setdefault("{name}", os.environ.get("{source}", ""))\n'
+        for name, source in p.env_aliases.items()
+    )
+    return {
+        "env_lines": "".join(env_lines),
+        "secrets_block": secrets_block,
+        "dev_database": dev_database,
+        "dev_engine": "PostgreSQL" if p.postgres_why else "SQLite",
+        "dev_port": dev_port(p.name),
+        "env_aliases": aliases,
     }
 
 

@@ -403,6 +403,10 @@ def _finish(inv: Inventory, name: str, s: dict, sources: dict) -> None:
         s["deploy_to"] = _resolve_path(inv.root, s["deploy_to"])
     if not s["color"]:
         s["color"] = schema.ENV_COLORS.get(name, "cyan")
+    if sources.get("health.url") == "built-in":  # one place for the port: the pidfile's bind
+        s["health"]["url"] = f"http://{health_address(s)}/healthz"
+    if s.get("tag_deploys") is None:
+        s["tag_deploys"] = s["connection"] != "local"
     # The inventory's own values were checked by validate(); these came from MLCTL_* or --set.
     problem = unsafe_deploy_to(s["deploy_to"], s["connection"] == "local")
     if problem:
@@ -418,6 +422,14 @@ def _finish(inv: Inventory, name: str, s: dict, sources: dict) -> None:
             f"{_origin(inv, sources, 'host_keys')}: "
             "accept-new is refused for a protected environment (pin the host keys)"
         )
+
+
+def health_address(s: dict) -> str:
+    """host:port where the app answers: the pidfile service's bind, else nginx on port 80."""
+    host, _, port = s["bind"].rpartition(":")
+    if s["service"] != "pidfile" or s["bind"].startswith("unix:") or not port.isdigit():
+        return "127.0.0.1"
+    return f"{'127.0.0.1' if host in ('', '0.0.0.0', '[::]', '::') else host}:{port}"
 
 
 def _origin(inv: Inventory, sources: dict, key: str) -> str:

@@ -71,7 +71,11 @@ ENV_KEYS = section(
     python=Field(str, "/usr/bin/python3"),
     keep_releases=Field(int, 5),
     service=Field(str, "systemd", choices=("systemd", "pidfile")),
-    bind=Field(str, "127.0.0.1:8765", doc="gunicorn bind address for the pidfile service"),
+    bind=Field(
+        str,
+        "127.0.0.1:8765",
+        doc="gunicorn bind address for the pidfile service (health.url follows it)",
+    ),
     gunicorn=Field(
         section(
             workers=Field(int, 2),
@@ -87,7 +91,11 @@ ENV_KEYS = section(
     database=Field(DATABASE, shorthand="engine"),
     health=Field(
         section(
-            url=Field(str, "http://127.0.0.1/healthz"),
+            url=Field(
+                str,
+                "http://127.0.0.1/healthz",
+                doc="default for the pidfile service: http://BIND/healthz",
+            ),
             expect_status=Field(int, 200),
             timeout=Field(float, 30.0),
             host_header=Field(str, ""),
@@ -136,6 +144,10 @@ ENV_KEYS = section(
     allow_root=Field(bool, False),
     rolling=Field(section(batch=Field(int, 0))),
     branch=Field(str, ""),
+    tag_deploys=Field(
+        bool,
+        doc="git tag deploy/ENV/RELEASE after each deploy (default: on over SSH, off for local)",
+    ),
     require_tests=Field(bool, False),
     build=Field(section(install=Field(str, "local", choices=("local", "remote")))),
     tls_cert=Field(str, ""),

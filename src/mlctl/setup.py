@@ -12,6 +12,8 @@ import secrets
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import quote as urlquote
+from urllib.parse import unquote as urlunquote
+from urllib.parse import urlsplit
 
 from . import console, guards, pyversion, steps
 from .commands.db import load_env
@@ -68,7 +70,8 @@ def report(host, step: str, changed: bool) -> None:
 
 
 def prepare_local(sess, verbose: bool = False) -> None:
-    """Directories and the .env of a local environment (SQLite, pidfile service)."""
+    """Directories and the .env of a local environment (pidfile service; SQLite, or a
+    PostgreSQL server of the user's, which must answer before anything else is done)."""
     host = sess.hosts[0]
     lay = Layout(sess.cfg["deploy_to"])
     dirs = [lay.releases, lay.venvs, lay.backups, lay.metas, lay.run]
@@ -76,6 +79,8 @@ def prepare_local(sess, verbose: bool = False) -> None:
     host.run("directories", Cmd.of("mkdir", "-p", *dirs))
     changed = ensure_marker(host, lay)
     changed |= ensure_env_file(host, lay, local_env(sess.cfg, lay), mode="0600", group=None)
+    if sess.cfg["database"]["engine"] == "postgresql":
+        require_local_postgres(host, lay)
     if verbose:
         report(host, "local directories and .env", changed)
 
@@ -84,10 +89,49 @@ def local_env(cfg, lay: Layout) -> dict:
     out = {
         "DEBUG": "0",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
-        "DATABASE_URL": "sqlite:///" + steps.sqlite_path(cfg),
         "MEDIA_ROOT": f"{lay.shared}/media",
     }
+    if cfg["database"]["engine"] == "postgresql":
+        out.update(local_postgres_env(cfg["database"], cfg.project["name"]))
+    else:
+        out["DATABASE_URL"] = "sqlite:///" + steps.sqlite_path(cfg)
     return {**out, **inventory_env(cfg)}
+
+
+def local_postgres_env(db: dict, project: str) -> dict:
+    """PG* variables for the user's own server (the snapshots' pg_dump reads them; the .env's
+    DATABASE_URL is made from them): `database.url`, else its host/port/name/user/password."""
+    if db["url"]:
+        parts = urlsplit(db["url"])
+        return {
+            "PGHOST": urlunquote(parts.hostname or "localhost"),
+            "PGPORT": str(parts.port or 5432),
+            "PGUSER": urlunquote(parts.username or project),
+            "PGDATABASE": urlunquote(parts.path.lstrip("/")) or project,
+            "PGPASSWORD": urlunquote(parts.password or ""),
+        }
+    return {
+        "PGHOST": db["host"] or "localhost",
+        "PGPORT": str(db["port"] or 5432),
+        "PGUSER": db["user"] or project,
+        "PGDATABASE": db["name"],
+        "PGPASSWORD": db["password"],
+    }
+
+
+def require_local_postgres(host, lay: Layout) -> None:
+    """The dev database answers (mlctl does not create it: the server is the user's)."""
+    probe = host.run(
+        "database login",
+        Cmd((load_env(lay.env_file), Raw("&& psql -tAXc 'select 1'"))),
+        warn=True,
+    )
+    if not probe.ok:
+        why = (probe.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise PreflightFailed(
+            f"{host.name}: the dev PostgreSQL database does not answer: {why[:200]}",
+            "start the server and create the database, or fix environments.dev.database",
+        )
 
 
 def inventory_env(cfg) -> dict:
@@ -286,7 +330,7 @@ def ensure_env_file(host, lay: Layout, values: dict, mode: str, group: str | Non
         new.setdefault("PGPASSWORD", old.get("PGPASSWORD") or secrets.token_urlsafe(24))
         new["DATABASE_URL"] = (
             f"postgresql://{urlquote(new['PGUSER'])}:"
-            f"{urlquote(new['PGPASSWORD'], safe='')}@{new['PGHOST']}:"
+            f"{urlquote(new['PGPASSWORD'], safe='')}@{urlquote(new['PGHOST'], safe='')}:"
             f"{new['PGPORT']}/{urlquote(new['PGDATABASE'])}"
         )
     host.session.add_secrets([new["SECRET_KEY"], new.get("PGPASSWORD"), new.get("DATABASE_URL")])

@@ -171,10 +171,21 @@ def sudo(cmd: Cmd, user: str | None = None) -> Cmd:
     return wrap(cmd, as_root=True, user=user)
 
 
+MASK_ANYWHERE = 16  # a secret this long is masked wherever it appears; a shorter one as a word
+
+
 def mask(text: str, secrets: Iterable[str] = ()) -> str:
-    """Replace every occurrence of each secret value (longest first) with the mask."""
+    """Replace each secret value (longest first) with the mask.
+
+    A long secret is masked wherever it appears. A short one only where it stands as a word of
+    its own (between spaces, quotes, `=`, `:`, `@`, ...), never inside a longer word or a path:
+    a 6-character password that happens to be a directory name must not mangle every path."""
     for value in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(value, MASK)
+        if len(value) >= MASK_ANYWHERE:
+            text = text.replace(value, MASK)
+        else:
+            word = r"(?<![\w/.-])" + re.escape(value) + r"(?![\w/-])(?!\.\w)"
+            text = re.sub(word, MASK, text)
     return text
 
 

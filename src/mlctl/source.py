@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import gzip
-import io
 import posixpath
 import shlex
 import subprocess
 import sys
-import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,25 +92,11 @@ def dirty_files(repo: str) -> list[str]:
 
 
 def run_gate(src: Source, tests: str) -> None:
-    """The pytest gate on the exact commit: the app's tests and `makemigrations --check`."""
-    with tempfile.TemporaryDirectory(prefix="mlctl-gate-") as tmp:
-        with tarfile.open(fileobj=io.BytesIO(src.archive()), mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")
-        for label, argv in (
-            ("tests", _python_argv(tests)),
-            (
-                "makemigrations --check",
-                [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
-            ),
-        ):
-            env = {"SECRET_KEY": "mlctl-gate-" + "x" * 50, "DEBUG": "0", "PATH": _path()}
-            p = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, env=env)
-            if p.returncode != 0:
-                tail = (p.stdout + p.stderr).strip().splitlines()[-1:] or [""]
-                raise PreflightFailed(
-                    f"pytest gate: {label} failed: {tail[0][:200]}",
-                    "fix it, or deploy to a non-protected env with --skip-tests",
-                )
+    """The pytest gate on the exact commit: the app's tests and `makemigrations --check`, with
+    what they need prepared first (see gate.py)."""
+    from . import gate
+
+    gate.run(src.archive(), _python_argv(tests), _path())
 
 
 def _python_argv(command: str) -> list[str]:

@@ -245,7 +245,7 @@ def test_dev_deploy_of_the_adopted_project_serves_locally(tmp_path):
     project = make_project(tmp_path)
     mlctl(project, "init")
     commit(project, "Deploy with mlctl")
-    port = _free_port()  # not the generated 8765: other suites deploy their demo there
+    port = _free_port()  # not the generated port: another project may use it here
     flags = [
         "--set",
         f"bind=127.0.0.1:{port}",

@@ -118,9 +118,10 @@ def test_generated_inventory_validates_with_the_loader(project, run_init, mlctl)
         "tests": "python manage.py test",
     }
     dev = inventory.resolve(inv, "dev", {})
-    assert dev.local and dev["service"] == "pidfile" and dev["bind"] == "127.0.0.1:8765"
+    port = init.dev_port("mysite")
+    assert dev.local and dev["service"] == "pidfile" and dev["bind"] == f"127.0.0.1:{port}"
     assert dev["database"]["engine"] == "sqlite"
-    assert dev["health"]["url"] == "http://127.0.0.1:8765/healthz"
+    assert dev["health"]["url"] == f"http://127.0.0.1:{port}/healthz"  # derived from bind
     assert dev.project["source"]["repo"] == str(project)
     test = inventory.resolve(inv, "test", {})
     assert test["require_tests"] and test["branch"] == "main"

@@ -32,14 +32,21 @@ def metas():
     return out
 
 
-def env_values():
-    values = []
+def env_pairs():
     for line in (read(os.path.join(root, "shared", ".env"), "") or "").splitlines():
         key, eq, value = line.strip().removeprefix("export ").partition("=")
         key = key.strip()
-        if eq and key and not key.startswith("#") and key.upper() not in public:
-            values.append(value.strip().strip("'\""))
-    return values
+        if eq and key and not key.startswith("#"):
+            yield key, value.strip().strip("'\"")
+
+
+def env_values():
+    return [value for key, value in env_pairs() if key.upper() not in public]
+
+
+def env_keys():
+    """The names the shared .env sets to something (the preflight checks the settings' needs)."""
+    return sorted({key for key, value in env_pairs() if value})
 
 
 def glibc():
@@ -84,6 +91,7 @@ print(
             "lock": read(os.path.join(root, ".mlctl", "lock", "holder.json")),
             "lock_exists": os.path.isdir(os.path.join(root, ".mlctl", "lock")),
             "env_values": env_values(),
+            "env_keys": env_keys(),
         }
     )
 )
