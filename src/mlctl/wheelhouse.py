@@ -16,6 +16,7 @@ import tarfile
 import threading
 from pathlib import Path
 
+from . import pipfail
 from .errors import PreflightFailed
 from .journal import state_dir
 
@@ -72,9 +73,9 @@ def _download(target: Path, requirements: bytes, python: str, machine: str, libc
     p = subprocess.run(argv, capture_output=True, text=True)
     if p.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        tail = (p.stderr.strip().splitlines() or ["pip download failed"])[-1]
+        why = pipfail.reason(p.stderr, f"for Python {python} on {machine} (glibc {libc})")
         raise PreflightFailed(
-            f"cannot resolve requirements for Python {python}: {tail[:200]}",
+            f"cannot resolve requirements for Python {python}: {why}",
             "check requirements.txt, or set build.install: remote",
         )
     (tmp / ".complete").touch()

@@ -28,6 +28,24 @@ def restart_and_probe(restart: Cmd, probe: Cmd, explain: Cmd | None = None) -> C
     )
 
 
+APP_LOG_MARK = "--- the app's log since the restart:"
+
+
+def probe_or_explain(probe: Cmd, app_log: Cmd) -> Cmd:
+    """The probe; when it fails, the app's own log after a marker line on stderr (the error names
+    the app's exception), and the probe's exit status."""
+    return Cmd(
+        (
+            probe,
+            Raw("|| { rc=$?; echo"),
+            Cmd.of(APP_LOG_MARK),
+            Raw(">&2;"),
+            app_log,
+            Raw('>&2; exit "$rc"; }'),
+        )
+    )
+
+
 def unit_log_tail(unit: str, lines: int = 3) -> Cmd:
     """The last lines the service's own processes logged (not systemd's notes about it)."""
     return Cmd.of("journalctl", f"_SYSTEMD_UNIT={unit}.service", "-n", str(lines), "-o", "cat")
@@ -36,24 +54,6 @@ def unit_log_tail(unit: str, lines: int = 3) -> Cmd:
 def nginx_test_and_reload() -> Cmd:
     """Never reload a broken config: `nginx -t` must pass first."""
     return Cmd.of("nginx", "-t", "-q").then(Cmd.of("systemctl", "reload", "nginx"))
-
-
-def pidfile_stop(pidfile: str) -> Cmd:
-    """TERM the gunicorn master and wait (up to 10 s) for it to go."""
-    return Cmd(
-        (
-            Raw("if"),
-            Cmd.of("test", "-f", pidfile),
-            Raw("; then pid=$(cat"),
-            Cmd.of(pidfile),
-            Raw(
-                ') && kill -TERM "$pid" 2>/dev/null; for i in $(seq 100); do'
-                ' kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done;'
-            ),
-            Cmd.of("rm", "-f", pidfile),
-            Raw("; fi"),
-        )
-    )
 
 
 def pidfile_start(
@@ -75,6 +75,8 @@ def pidfile_start(
                 Cmd.of(
                     "./.venv/bin/gunicorn",
                     "--daemon",
+                    # --daemon points stderr at /dev/null: the app's tracebacks go to the log
+                    "--capture-output",
                     "--pid",
                     pidfile,
                     "--bind",
