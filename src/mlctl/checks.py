@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 
 from . import console, healthpaths
 from .commands import probes
-from .console import clip
 from .connection import local_context, open_connection, ssh_user_for
+from .console import clip
 from .errors import ConnectError, GuardRefused, MlctlError
 from .layout import unit_name
 from .selection import open_session

@@ -525,9 +525,7 @@ def test_age_text():
 
 def test_status_line():
     now = diag.parse_time("2025-01-02T03:07:05+0000")
-    text, ok = diag.status_line(
-        "h1", {"release": healthy()["release"], "site": site()}, 200, now
-    )
+    text, ok = diag.status_line("h1", {"release": healthy()["release"], "site": site()}, 200, now)
     assert (text, ok) == (f"h1  {RID}  abcdef012345  3m  health ok", True)
     text, ok = diag.status_line(
         "h1", {"release": healthy()["release"], "site": {"status": 502}}, 200, now
@@ -571,8 +569,7 @@ def test_app_log_check_appears_only_when_something_failed():
 
 def test_check_deploy_failure_lists_every_issue_id_and_never_cuts_a_word():
     output = "SystemCheckErrors:\n" + "".join(
-        f"?: (security.W{n:03d}) {'a long explanation of this setting ' * 9}\n"
-        for n in (4, 8, 9)
+        f"?: (security.W{n:03d}) {'a long explanation of this setting ' * 9}\n" for n in (4, 8, 9)
     )
     c = checks.deploy_checks_check({"ok": False, "output": output})
     assert c.status == "fail"
