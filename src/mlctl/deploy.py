@@ -445,7 +445,10 @@ class Deploy:
 def migration_failed(host: str, restored: bool, error: str) -> str:
     if restored:
         return f"{host}: migration failed and the database was restored from its snapshot: {error}"
-    return f"{host}: migration failed (no database to snapshot before it, none restored): {error}"
+    return (
+        f"{host}: migration failed (there was no database before it, so no snapshot to restore): "
+        f"{error}"
+    )
 
 
 def revert_message(why: str, previous: list) -> str:

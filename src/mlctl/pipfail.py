@@ -16,6 +16,7 @@ CONFLICT = re.compile(r"Cannot install (.+?) because these package versions have
 BUILD = re.compile(r"Failed building wheel for (\S+)|Building wheel for (\S+) .*did not run")
 METADATA = re.compile(r"Preparing metadata .*did not run successfully|metadata-generation-failed")
 MISSING = re.compile(r"(?:No such file or directory|Could not open requirements file)[^\n]*")
+ERROR_LINE = re.compile(r"^(?:error|(?:[A-Z][A-Za-z]*)?(?:Error|Exception)):")
 ADVICE = ("note:", "hint:", "error: subprocess-exited-with-error", "╰─>", "×")
 
 
@@ -43,12 +44,12 @@ def reason(output: str, where: str = "") -> str:
     found = BUILD.search(text)
     if found:
         name = found.group(1) or found.group(2)
-        return clip(f"{name}: building it from source failed{_first_error(text, name)}")
+        return clip(f"{name}: building it from source failed{_first_error(text)}")
     found = MISSING.search(text)
     if found:
         return clip(f"missing file: {found.group(0).strip()}")
     if METADATA.search(text):
-        return clip(f"a package's metadata could not be prepared{_first_error(text, '')}")
+        return clip(f"a package's metadata could not be prepared{_first_error(text)}")
     return clip(_last_cause(text) or "pip failed")
 
 
@@ -65,13 +66,11 @@ def _conflict_causes(text: str) -> str:
     return ""
 
 
-def _first_error(text: str, name: str) -> str:
+def _first_error(text: str) -> str:
     """The build's own first error line (a compiler's or setup.py's), when there is one."""
     for line in text.splitlines():
         s = line.strip().lstrip("│ ").strip()
-        if re.match(r"^(error|Error|[A-Za-z]+Error)\b", s) and "subprocess-exited" not in s:
-            if name and name in s and "Failed building" in s:
-                continue
+        if ERROR_LINE.match(s) and "subprocess-exited" not in s:
             return f": {s}"
     return ""
 
