@@ -16,7 +16,7 @@ import pytest
 
 from mlctl import deploy, healthpaths, inventory, pipfail, remote, schema, steps
 from mlctl.commands import service
-from mlctl.errors import DeployFailed
+from mlctl.errors import DeployFailed, PreflightFailed
 from mlctl.session import Session
 from mlctl.shell import Cmd
 from tests.unit.conftest import BASE
@@ -357,3 +357,20 @@ ERROR: Could not build wheels for mysqlclient, which is required to install pypr
 )
 def test_pip_failure_names_the_package_and_the_reason(output, where, line):
     assert pipfail.reason(output, where) == line
+
+
+def test_a_configured_python_the_host_lacks_fails_before_anything_changes(
+    write_inventory, tmp_path
+):
+    text = BASE.replace(
+        "    deploy_to: ./var/dev\n",
+        f"    deploy_to: {tmp_path}/dev\n    python: {tmp_path}/no/python3.99\n",
+    )
+    cfg = inventory.resolve(inventory.load(write_inventory(text)), "dev", {}, {})
+    sess = Session(cfg, "deploy", log_dir=str(tmp_path / "logs"))
+    sess.connect()
+    with pytest.raises(PreflightFailed) as e:
+        steps.gather_facts(sess.hosts[0])
+    assert str(e.value) == (
+        f"localhost: python {tmp_path}/no/python3.99 not found — install it or set `python:`"
+    )
