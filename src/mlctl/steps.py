@@ -230,11 +230,11 @@ def serve(host, release: str, step: str = "switch and restart") -> None:
         return
     wait = cfg["timeouts"]["health"]
     unit = unit_name(cfg.project["name"])
-    probe = service.probe_or_explain(
-        health_probe(cfg, release, wait, static_of(host, release)), app_log_since(host)
-    )
     restart_and_probe = service.restart_and_probe(
-        systemd_restart(unit), probe, service.unit_log_tail(unit)
+        systemd_restart(unit),
+        health_probe(cfg, release, wait, static_of(host, release)),
+        service.unit_log_tail(unit),
+        app_log_since(host),
     )
     cmd = script(relcmd.switch(lay, release), mark_start(), restart_and_probe)
     r = host.run(step, cmd, timeout=cfg["timeouts"]["command"] + wait, warn=True)

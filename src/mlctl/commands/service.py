@@ -10,12 +10,24 @@ def systemd_restart(unit: str) -> Cmd:
     return Cmd.of("systemctl", "restart", f"{unit}.service")
 
 
-def restart_and_probe(restart: Cmd, probe: Cmd, explain: Cmd | None = None) -> Cmd:
+def restart_and_probe(
+    restart: Cmd, probe: Cmd, explain: Cmd | None = None, app_log: Cmd | None = None
+) -> Cmd:
     """Restart with the health probe already running, so its start-up overlaps the restart (it
     waits for the release id it expects, so answers from the old processes don't count). The
     probe's verdict is the exit status; a failed restart stops the probe, runs `explain` (its
-    output on stderr: the step's error ends with it) and exits 1."""
+    output on stderr: the step's error ends with it) and exits 1. A failed probe is followed by
+    `app_log` after a marker line on stderr (the app's own error, see probe_or_explain)."""
     why = [explain, Raw(">&2;")] if explain else []
+    wait: tuple = (Raw('wait "$probe"'),)
+    if app_log:
+        wait = (
+            Raw('wait "$probe" || { rc=$?; echo'),
+            Cmd.of(APP_LOG_MARK),
+            Raw(">&2;"),
+            app_log,
+            Raw('>&2; exit "$rc"; }'),
+        )
     return Cmd(
         (
             probe,
@@ -23,7 +35,8 @@ def restart_and_probe(restart: Cmd, probe: Cmd, explain: Cmd | None = None) -> C
             restart,
             Raw('|| { kill "$probe" 2>/dev/null;'),
             *why,
-            Raw('exit 1; }; wait "$probe"'),
+            Raw("exit 1; };"),
+            *wait,
         )
     )
 
