@@ -108,6 +108,11 @@ class App(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 — http.server's naming
         if self.path == "/healthz":
             body, status = json.dumps({"release": self.release}).encode(), 200
+        elif self.path == "/login-first":
+            self.send_response(302)
+            self.send_header("Location", "http://192.0.2.1/elsewhere")  # never followed
+            self.end_headers()
+            return
         else:
             status, body = self.root_status, b"<html>notes</html>"
             if status == 500 and self.log:
@@ -149,6 +154,21 @@ def test_gate_fails_at_once_when_the_new_release_answers_and_a_page_raises(app):
     assert p.returncode == steps.UNHEALTHY
     assert p.stderr.strip() == "GET /: HTTP 500 (expected <500)"
     assert time.monotonic() - start < 10  # three strikes, not the whole timeout
+
+
+def test_a_redirect_is_an_answer_never_followed(app):
+    config = {
+        "base": f"http://127.0.0.1:{app.server_port}",
+        "timeout": 5,
+        "once": True,
+        "requests": [{"path": "/login-first", "expect": "<500", "host": "", "release": ""}],
+    }
+    argv = [sys.executable, "-c", remote.source("health"), json.dumps(config)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert json.loads(p.stdout) == [
+        {"path": "/login-first", "host": "", "expect": "<500", "status": 302, "ok": True,
+         "why": "HTTP 302"}
+    ]  # fmt: skip
 
 
 def test_gate_never_takes_another_release_for_this_one(app):
