@@ -16,7 +16,7 @@ from .commands import release as relcmd
 from .commands import service
 from .commands.db import ENV_PUBLIC as PUBLIC
 from .console import clip
-from .errors import DeployFailed, PreflightFailed, RemoteCommandFailed
+from .errors import DeployFailed, MlctlError, PreflightFailed, RemoteCommandFailed
 from .journal import local_user
 from .layout import Layout, unit_name
 from .shell import Cmd, Raw, mask, script
@@ -197,20 +197,47 @@ def health(host, release: str | None, timeout: float | None = None) -> None:
     cmd = service.probe_or_explain(probe, app_log_since(host))
     r = host.run("health check", cmd, timeout=wait + 15, warn=True)
     if not r.ok:
-        raise unhealthy(host, wait, r.stderr, r.code)
+        raise unhealthy(host, wait, r.stderr, r.code, release, r.stdout)
 
 
-def unhealthy(host, wait: float, stderr: str, code: int | None = UNHEALTHY) -> DeployFailed:
-    """The gate's error: the request that failed, and the app's own last traceback line."""
+def unhealthy(
+    host, wait: float, stderr: str, code: int | None = UNHEALTHY, release=None, stdout=""
+) -> DeployFailed:
+    """The gate's error: the request that failed, and the app's own last traceback line (from
+    its log, else from replaying a request that answered 500 in the release's own code)."""
+    failed = next((r for r in _results(stdout) if (r.get("status") or 0) >= 500), None)
     probe_out, _, log = mask(stderr, host.session.secrets).partition(APP_LOG + "\n")
     detail = _last(probe_out) or (f"exit {code}" if code != UNHEALTHY else "no answer")
     error, trace = healthpaths.app_error(log)
+    if not error and release and failed:
+        error, trace = replay(host, release, failed)
     host.session.journal.record(
         host.name, "health check", outcome="failed", detail=detail, traceback=trace or None
     )
     env = host.session.cfg.name
     where = f"see `mlctl {env} logs` (timeouts.health = {wait:g}s)"
     return DeployFailed(f"{host.name}: health check failed: {detail}; {where}", error)
+
+
+def _results(stdout: str) -> list:
+    try:
+        return json.loads(stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return []
+
+
+def replay(host, release: str, request: dict) -> tuple[str, str]:
+    """(exception line, traceback) of `request` replayed in the release's own code, or ("", "")."""
+    cfg = host.session.cfg
+    code = remote.source("replay")
+    args = (cfg.project["settings_module"], request["path"], request.get("host", ""))
+    cmd = relcmd.python_in(layout(host).release(release), code, *args)
+    user = None if host.local else cfg["app_user"]
+    try:
+        r = host.run("replay request", cmd, root=False, user=user, timeout=120, warn=True)
+    except MlctlError:
+        return "", ""
+    return healthpaths.app_error(mask(r.stdout, host.session.secrets))
 
 
 def _last(text: str) -> str:
@@ -239,7 +266,7 @@ def serve(host, release: str, step: str = "switch and restart") -> None:
     cmd = script(relcmd.switch(lay, release), mark_start(), restart_and_probe)
     r = host.run(step, cmd, timeout=cfg["timeouts"]["command"] + wait, warn=True)
     if r.code == UNHEALTHY:
-        raise unhealthy(host, wait, r.stderr)
+        raise unhealthy(host, wait, r.stderr, UNHEALTHY, release, r.stdout)
     if not r.ok:
         raise RemoteCommandFailed(
             host.name, step, r.code, _last(mask(r.stderr, host.session.secrets))

@@ -180,7 +180,8 @@ def test_gate_never_takes_another_release_for_this_one(app):
 
 
 def dev_session(write_inventory, tmp_path, port: int) -> Session:
-    text = BASE.replace(
+    text = BASE.replace("settings_module: app.settings", "settings_module: djangoapp.settings")
+    text = text.replace(
         "    deploy_to: ./var/dev\n",
         f"    deploy_to: {tmp_path}/dev\n    service: pidfile\n"
         f"    health: {{url: 'http://127.0.0.1:{port}/healthz'}}\n",
@@ -394,3 +395,28 @@ def test_a_configured_python_the_host_lacks_fails_before_anything_changes(
     assert str(e.value) == (
         f"localhost: python {tmp_path}/no/python3.99 not found — install it or set `python:`"
     )
+
+
+def test_a_500_the_log_does_not_explain_is_replayed_in_the_releases_own_code(
+    app, write_inventory, tmp_path
+):
+    """Django logs a view's exception nowhere by default with DEBUG off: the gate asks the
+    release's code for the failing page and names the exception it raises."""
+    from tests.unit.test_pipeline_pure import _release_copy
+
+    rid = "20250102030405-abcdef012345"
+    App.release = rid
+    sess = dev_session(write_inventory, tmp_path, app.server_port)
+    rel = _release_copy(tmp_path / "dev" / "releases")
+    rel = rel.rename(tmp_path / "dev" / "releases" / rid)
+    views = rel / "notes" / "views.py"
+    views.write_text(
+        views.read_text() + '\n\ndef index(request):\n    raise KeyError("no such tenant")\n'
+    )
+    (rel / ".env").write_text("SECRET_KEY=" + "k3y-" * 20 + "\nDEBUG=0\nALLOWED_HOSTS=localhost\n")
+    with pytest.raises(DeployFailed) as e:
+        steps.health(sess.hosts[0], rid, timeout=20)
+    assert str(e.value).endswith(
+        "health check failed: GET /: HTTP 500 (expected <500); see `mlctl dev logs` "
+        "(timeouts.health = 20s) — KeyError: 'no such tenant'"
+    ), str(e.value)
