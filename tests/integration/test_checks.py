@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -238,13 +239,10 @@ def test_check_on_a_host_serving_500_exits_2_naming_the_path_and_the_error(live)
     error, and status fails too; the other host stays all ok."""
     farm, broken, healthy = live["farm"], live["hosts"][0], live["hosts"][1]
     views = f"{D}/current/notes/views.py"
-    raises = "\\n\\ndef index(request):\\n    raise ValueError('check sees this')\\n"
+    raises = '\n\ndef index(request):\n    raise ValueError("check sees this")\n'
     restart = "sudo systemctl restart gunicorn-djangoapp.service"
-    ssh(
-        farm,
-        broken,
-        f"sudo cp {views} /var/tmp/views.py && printf '{raises}' | sudo tee -a {views}",
-    )
+    ssh(farm, broken, f"sudo cp {views} /var/tmp/views.py")
+    ssh(farm, broken, f"printf %s {shlex.quote(raises)} | sudo tee -a {views} >/dev/null")
     ssh(farm, broken, restart)
     try:
         code, report = check(live)
@@ -253,7 +251,8 @@ def test_check_on_a_host_serving_500_exits_2_naming_the_path_and_the_error(live)
         ssh(farm, broken, f"sudo cp /var/tmp/views.py {views} && {restart}")
     got = statuses(report, broken)
     assert got["site /"] == ("fail", "GET /: HTTP 500 (expected <500)"), got
-    assert got["site"][0] == "ok" and got["static"][0] == "ok", got
+    assert got["site"] == ("ok", "GET /healthz: HTTP 200"), got["site"]
+    assert got["static"][0] == "ok", got["static"]
     assert got["app-log"] == ("warn", "last error in the app's log: ValueError: check sees this")
     assert code == 2
     assert all(s == "ok" for s, _ in statuses(report, healthy).values()), statuses(report, healthy)

@@ -529,9 +529,13 @@ def main():
     CFG = json.loads(sys.argv[1])
     rel = os.path.isdir(path("current"))
     probes = plan(rel)
+    # The app's log is read last: the site's requests just made may be what it has to tell.
+    late = [fn for fn in probes if fn is app_log]
+    probes = [fn for fn in probes if fn is not app_log]
     with concurrent.futures.ThreadPoolExecutor(len(probes)) as pool:
         futures = {fn.__name__: pool.submit(timed, fn) for fn in probes}
     facts = {name: f.result() for name, f in futures.items()}
+    facts.update({fn.__name__: timed(fn) for fn in late})
     facts["time"] = time.time()
     print(json.dumps(masked(facts, env_values())))
 
