@@ -109,12 +109,25 @@ def describe(result: dict) -> str:
     return f"{where}: {result.get('why') or 'ok'}"
 
 
+GUNICORN_ERROR = re.compile(r"^\[[^]]+\] \[\d+\] \[(?:ERROR|CRITICAL)\] (?P<text>.+)$")
+
+
+def gunicorn_error(lines: list[str]) -> tuple[str, str]:
+    """gunicorn's own last error (`Connection in use: ('127.0.0.1', 8765)`), or ("", "")."""
+    for line in reversed(lines):
+        m = GUNICORN_ERROR.match(line.strip())
+        if m:
+            return clip(f"gunicorn: {m['text']}"), line.strip()
+    return "", ""
+
+
 def app_error(log: str) -> tuple[str, str]:
-    """(the last traceback's exception line, that whole traceback) in an app's log, or ("", "")."""
+    """(the last traceback's exception line, that whole traceback) in an app's log, else
+    gunicorn's own last error line, or ("", "")."""
     lines = log.splitlines()
     starts = [i for i, ln in enumerate(lines) if "Traceback (most recent call last):" in ln]
     if not starts:
-        return "", ""
+        return gunicorn_error(lines)
     block = lines[starts[-1] :]
     for i, ln in enumerate(block[1:], 1):
         if ln.strip() and not ln[:1].isspace():

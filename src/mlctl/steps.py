@@ -80,7 +80,7 @@ def restart(host) -> None:
     cfg = host.session.cfg
     lay = layout(host)
     if cfg["service"] == "pidfile":
-        r = host.run("stop gunicorn", pidfile_stop(cfg, lay), root=False, warn=True)
+        r = host.run("stop gunicorn", pidfile_stop(cfg, lay), warn=True)
         if r.code == PORT_HELD:
             raise DeployFailed(f"{host.name}: {_last(r.stderr)}", PORT_HINT)
         if not r.ok:

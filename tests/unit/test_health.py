@@ -95,6 +95,11 @@ def test_app_error_is_the_last_tracebacks_exception_line():
         "\n".join(TRACEBACK.splitlines()[2:6]),
     )
     assert healthpaths.app_error("INFO all quiet\n") == ("", "")
+    bind = "[2025-01-02 03:04:05 +0000] [77] [ERROR] Connection in use: ('127.0.0.1', 8765)"
+    assert healthpaths.app_error(f"{bind}\n[2025-01-02 03:04:06 +0000] [77] [INFO] Retrying\n") == (
+        "gunicorn: Connection in use: ('127.0.0.1', 8765)",
+        bind,
+    )
 
 
 # ---------------------------------------------------------------- the gate against a real server
