@@ -12,14 +12,16 @@ import re
 import time
 from dataclasses import asdict, dataclass
 
-from . import console
+from . import console, healthpaths
 from .commands import probes
 from .connection import local_context, open_connection, ssh_user_for
+from .console import clip
 from .errors import ConnectError, GuardRefused, MlctlError
 from .layout import unit_name
 from .selection import open_session
 
 OK, WARN, FAIL = "ok", "warn", "fail"
+NGINX_ACCESS = probes.NGINX_LOGS["nginx-access"]
 NO_RELEASE = "no release yet"
 EXIT = {OK: 0, WARN: 1, FAIL: 2}
 STYLE = {OK: "green", WARN: "yellow", FAIL: "bold red"}
@@ -152,13 +154,17 @@ def evaluate(facts: dict, settings: dict, unit: str, now: float | None = None) -
     if not local:
         out.append(_judged(facts, "nginx", nginx_config_check, name="nginx-config"))
         out.append(_judged(facts, "nginx", nginx_active_check))
-    out.append(_judged(facts, "site", lambda s: site_check(s, settings["health"], has_release)))
+    out += site_checks(facts.get("site"), settings["health"], has_release)
     if not local:
         out.append(permissions_check(facts.get("permissions"), settings["app_user"], has_release))
         out.append(_judged(facts, "env_file", env_file_check, name="env-file"))
+        if "nginx_logs" in facts:
+            out.append(_judged(facts, "nginx_logs", nginx_5xx_check, name="nginx-5xx"))
     if settings.get("tls_cert"):
         out.append(_judged(facts, "tls", lambda s: tls_check(s, t["cert_days"], now), name="tls"))
     out.append(_judged(facts, "lock", lambda s: lock_check(s, settings["timeouts"]["lock_stale"])))
+    if any(c.status == FAIL for c in out) and "app_log" in facts:
+        out.append(app_log_check(facts["app_log"]))
     return out
 
 
@@ -179,7 +185,7 @@ def _judged(facts: dict, section: str, judge, name: str | None = None) -> Check:
 
 def _first_line(text: str) -> str:
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[0][:300] if lines else ""
+    return clip(lines[0]) if lines else ""
 
 
 def _gib(n: int | float) -> str:
@@ -262,6 +268,7 @@ def venv_check(p: dict) -> Check:
 
 
 ISSUE = re.compile(r"^\S*: \(\w+\.[A-Z]\d+\) .*")
+ISSUE_ID = re.compile(r"\((\w+\.[A-Z]\d+)\)")
 
 
 def deploy_checks_check(c: dict | None) -> Check:
@@ -271,7 +278,9 @@ def deploy_checks_check(c: dict | None) -> Check:
         return Check("check-deploy", OK, "manage.py check --deploy: no issues")
     issues = [ln.strip() for ln in c.get("output", "").splitlines() if ISSUE.match(ln.strip())]
     if issues:
-        return Check("check-deploy", FAIL, f"{len(issues)} issue(s): {issues[0][:200]}")
+        ids = ", ".join(ISSUE_ID.search(i).group(1) for i in issues)
+        count = f"{len(issues)} issue{'s' if len(issues) > 1 else ''}"
+        return Check("check-deploy", FAIL, clip(f"{count} ({ids}): {issues[0]}"))
     return Check("check-deploy", FAIL, _first_line(c.get("output", "")) or "failed")
 
 
@@ -343,15 +352,46 @@ def nginx_active_check(n: dict) -> Check:
     return Check("nginx", FAIL, f"nginx: {n['active']}")
 
 
-def site_check(s: dict, health: dict, has_release: bool) -> Check:
-    url, expect, status = health["url"], health["expect_status"], s.get("status")
-    if status == expect:
-        return Check("site", OK, f"{url}: HTTP {status}")
-    if not has_release:
-        return Check("site", WARN, NO_RELEASE)
-    if status is None:
-        return Check("site", FAIL, f"{url}: no answer ({s.get('error', '')})")
-    return Check("site", FAIL, f"{url}: HTTP {status} (expected {expect})")
+def site_checks(s: dict | None, health: dict, has_release: bool) -> list[Check]:
+    """One check per health request: `site` (the health URL), `site PATH` (health.paths) and
+    `static` (a collected file through nginx). A 5xx, or a status outside `expect`, fails."""
+    if s is None:
+        return [Check("site", FAIL, "not probed")]
+    ms = int(s.get("ms", 0))
+    if s.get("failed") or not s.get("results"):
+        why = _first_line(s.get("error", "")) or "no answer"
+        return [Check("site", WARN if not has_release else FAIL, f"probe failed: {why}", ms)]
+    out = []
+    for i, r in enumerate(s["results"]):
+        name = "site" if i == 0 else ("static" if r.get("static") else f"site {r['path']}")
+        text = healthpaths.describe(r)
+        if r["ok"]:
+            out.append(Check(name, OK, text, ms))
+        elif not has_release:
+            out.append(Check(name, WARN, f"{NO_RELEASE} ({text})", ms))
+        else:
+            out.append(Check(name, FAIL, text, ms))
+    return out
+
+
+def nginx_5xx_check(n: dict) -> Check:
+    """Server errors nginx answered to the site's clients lately (mlctl's own probes left out)."""
+    window, errors, total = n["window"], n["errors_5xx"], n["requests"]
+    if not n.get("access_log"):
+        return Check("nginx-5xx", WARN, f"no access log at {NGINX_ACCESS}")
+    if errors:
+        return Check(
+            "nginx-5xx", WARN, f"{errors} of {total} request(s) answered 5xx in {window} s"
+        )
+    return Check("nginx-5xx", OK, f"no 5xx in the last {window} s ({total} request(s))")
+
+
+def app_log_check(a: dict) -> Check:
+    """Shown when anything failed: the app's own last error, or that it logged none."""
+    error, _ = healthpaths.app_error(a.get("text", ""))
+    if error:
+        return Check("app-log", WARN, f"last error in the app's log: {error}", a.get("ms", 0))
+    return Check("app-log", OK, "no traceback in the app's last 300 log lines", a.get("ms", 0))
 
 
 def permissions_check(p: dict | None, app_user: str, has_release: bool) -> Check:

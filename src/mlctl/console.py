@@ -71,3 +71,13 @@ def table(tbl) -> None:
 def ask(prompt: str, color: str) -> str:
     _err.print(f"[bold {color}]{escape(prompt)}[/] ", end="")
     return input()
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """`text` cut to at most `limit` characters at a word's end, marked with an ellipsis."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + "…"

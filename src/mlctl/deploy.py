@@ -15,6 +15,7 @@ from . import (
     console,
     guards,
     locking,
+    pipfail,
     prune,
     pyversion,
     settings_scan,
@@ -24,6 +25,7 @@ from . import (
     wheelhouse,
 )
 from .commands import release as relcmd
+from .console import clip
 from .errors import (
     ConnectError,
     DeployFailed,
@@ -31,6 +33,7 @@ from .errors import (
     MlctlError,
     NeedsOperator,
     PreflightFailed,
+    RemoteCommandFailed,
 )
 from .journal import local_user
 from .layout import Layout
@@ -107,6 +110,7 @@ class Deploy:
         self.snapshots: dict = {}
         self.migrated: list = []
         self.leaves = None  # this code's leaf migration per app, recorded in its metadata
+        self.static = None  # one collected static file the health checks request
         self.stage = "preflight"
         self.needs_operator = False
 
@@ -168,6 +172,8 @@ class Deploy:
                 f"{host.name}: only {free} MiB free in {self.cfg['deploy_to']}",
                 f"free at least {MIN_FREE // (1024 * 1024)} MiB",
             )
+        if self.cfg["service"] == "pidfile" and not self.dry:
+            steps.check_port(host)
 
     def require_settings_env(self) -> None:
         """Every variable the settings read without a default (through their imports, at this
@@ -236,6 +242,8 @@ class Deploy:
         built = steps.parse_build(r.stdout)
         host.facts["pending"] = built["pending"]
         self.leaves = built["leaves"]
+        self.static = built.get("static")
+        host.facts.setdefault("static", {})[self.rid] = self.static
         self.hooks(host, "after_build")
 
     def hooks(self, host, stage: str) -> None:
@@ -288,10 +296,11 @@ class Deploy:
             payload,
         )
         find_links = wh if offline else None
-        host.run(
-            "build venv",
-            relcmd.build_venv(self.cfg["python"], venv, find_links, f"{wh}/{iset.top}"),
-        )
+        cmd = relcmd.build_venv(self.cfg["python"], venv, find_links, f"{wh}/{iset.top}")
+        r = host.run("build venv", cmd, warn=True)
+        if not r.ok:  # pip's last line is a "note:"; say which package and why instead
+            why = pipfail.reason(mask(r.stderr or r.stdout, self.sess.secrets))
+            raise RemoteCommandFailed(host.name, "build venv", r.code, why)
         return venv
 
     def migrate(self) -> None:
@@ -323,16 +332,12 @@ class Deploy:
                     "SNAPSHOT` or deploy again",
                 ) from None
             except MlctlError as e:
-                if self.snapshots[host.name]:
-                    console.warn(
-                        f"{host.name}: migration failed; restoring " f"{self.snapshots[host.name]}"
-                    )
-                    steps.restore(host, self.snapshots[host.name])
+                snap = self.snapshots[host.name]
+                if snap:
+                    console.warn(f"{host.name}: migration failed; restoring {snap}")
+                    steps.restore(host, snap)
                 self.migrated.remove(host)
-                raise DeployFailed(
-                    f"{host.name}: migration failed and the database was restored "
-                    f"from its snapshot: {e.message}"
-                ) from None
+                raise DeployFailed(migration_failed(host.name, bool(snap), e.message)) from None
             steps.snapshot(host, f"{self.rid}-after-migrate")
 
     def switch_all(self) -> None:
@@ -409,30 +414,39 @@ class Deploy:
             "release": self.rid,
             "outcome": "needs-operator" if self.needs_operator else "failed",
             "stage": self.stage,
-            "error": mask(why, self.sess.secrets)[:300],
+            "error": clip(mask(why, self.sess.secrets)),
         }
         steps.record(host, event=event)
 
     def revert(self, why: str) -> None:
-        console.warn(f"rolling every host back after: {why}")
+        console.warn(revert_message(why, [h.facts.get("current") for h in self.switched]))
         if self.migrated:
             self.sess.each_settled(self.undo_migration, self.migrated)
-        self.sess.each_settled(self.back_to_previous)
+        results = self.sess.each_settled(self.back_to_previous)
+        for host, res in zip(self.sess.hosts, results, strict=True):
+            if isinstance(res, MlctlError):  # said here, not only in the JSON log
+                console.fail(rollback_failed(host.name, host.facts.get("current"), res.message))
 
     def back_to_previous(self, host) -> None:
+        """Serve what the host served before; a host that served nothing (a first deploy) is
+        left with no `current` and no app running, and the release is marked failed."""
         previous = host.facts.get("current")
+        status = "bad" if previous else "failed"
         try:
             if host in self.switched and previous:
                 steps.serve(host, previous, "switch back")
+            elif host in self.switched:
+                steps.take_out_of_service(host)
+                console.warn(f"{host.name}: no release to go back to; {self.rid} stopped")
         finally:  # the outcome is recorded even when the old release's health check fails too
             event = {
                 "event": "finished",
                 "action": "deploy",
                 "release": self.rid,
-                "outcome": "bad",
+                "outcome": status,
                 "serving": previous,
             }
-            steps.record(host, metas=[self.meta("bad")], event=event)
+            steps.record(host, metas=[self.meta(status)], event=event)
 
     def undo_migration(self, host) -> None:
         """Reverse this release's migrations with its own code, else restore the snapshot."""
@@ -477,6 +491,7 @@ class Deploy:
             "status": status,
             "run_id": self.sess.journal.run_id,
             **leaves,
+            **({"static": self.static} if self.static else {}),
         }
 
 
@@ -492,6 +507,30 @@ def settings_env_needed(src: source.Source, settings_module: str) -> list[str]:
     found = settings_scan.scan(read, settings_module)
     skip = found.provided | settings_scan.WRITTEN_BY_MLCTL
     return [n for n in found.required_names() if n not in skip]
+
+
+def migration_failed(host: str, restored: bool, error: str) -> str:
+    if restored:
+        return f"{host}: migration failed and the database was restored from its snapshot: {error}"
+    return (
+        f"{host}: migration failed (there was no database before it, so no snapshot to restore): "
+        f"{error}"
+    )
+
+
+def revert_message(why: str, previous: list) -> str:
+    """What the automatic rollback will do, truly: back to a release, or nothing to go back to."""
+    if all(previous):
+        return f"rolling every host back after: {why}"
+    if any(previous):
+        return f"rolling back the hosts that served a release (the others are stopped) after: {why}"
+    return f"no release to go back to; taking the new release out of service after: {why}"
+
+
+def rollback_failed(host: str, previous: str | None, error: str) -> str:
+    if not previous:
+        return f"{host}: could not take the failed release out of service: {error}"
+    return f"{host}: automatic rollback to {previous} FAILED: {error}"
 
 
 def _printer(host, streamed: bool = False):

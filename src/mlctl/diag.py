@@ -11,7 +11,7 @@ from datetime import datetime
 from rich.markup import escape
 from rich.table import Table
 
-from . import console
+from . import console, healthpaths
 from .checks import gather, lock_state
 from .selection import open_session
 
@@ -242,11 +242,17 @@ def status_line(host: str, facts: dict, expect_status: int, now: float | None = 
         return f"{host}  unreachable: {why}", False
     rel = facts.get("release") or {}
     site = facts.get("site") or {}
-    healthy = site.get("status") == expect_status
+    healthy = site.get("ok", site.get("status") == expect_status)
     if not rel.get("current"):
         return f"{host}  no release yet", True
     meta = rel.get("meta") or {}
-    health = "ok" if healthy else f"fail ({site.get('status') or site.get('error') or 'no answer'})"
+    failed = [r for r in site.get("results", []) if not r["ok"]]
+    why = (
+        healthpaths.describe(failed[0])
+        if failed
+        else (site.get("status") or site.get("error") or "no answer")
+    )
+    health = "ok" if healthy else f"fail ({why})"
     commit = (meta.get("commit") or "?")[:12]
     return (
         f"{host}  {rel['current']}  {commit}  {age_text(meta.get('when'), now)}  "

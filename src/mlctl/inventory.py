@@ -306,7 +306,10 @@ def _check_value(inv: Inventory, value, f: Field, kp: tuple) -> None:
         if not isinstance(value, list):
             raise InventoryError(f"{inv.where(kp)}: expected a list, got {_typename(value)}")
         for i, v in enumerate(value):
-            if not isinstance(v, str):
+            problem = f.check(v) if f.check else ""
+            if problem:
+                raise InventoryError(f"{inv.where(kp + (i,))}: {problem}")
+            if not isinstance(v, str) and not f.check:
                 raise InventoryError(
                     f"{inv.where(kp + (i,))}: expected a string, got {_typename(v)}"
                 )

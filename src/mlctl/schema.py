@@ -6,8 +6,11 @@ its own. Types are checked before any connection is made.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
+
+from .healthpaths import path_problem
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,7 @@ class Field:
     item: Any = str  # element type of lists, value type of free-form maps
     shorthand: str = ""  # a scalar accepted in place of a mapping (database: sqlite)
     doc: str = ""
+    check: Any = None  # item -> problem text or "": list items that are not plain strings
 
 
 def section(**fields: Field) -> dict[str, Field]:
@@ -98,7 +102,17 @@ ENV_KEYS = section(
             ),
             expect_status=Field(int, 200),
             timeout=Field(float, 30.0),
-            host_header=Field(str, ""),
+            host_header=Field(
+                str, "", doc="Host header of the health requests (default: first server_name)"
+            ),
+            paths=Field(
+                list,
+                [{"path": "/", "expect": "<500"}],
+                check=path_problem,
+                doc="pages requested besides health.url: {path, expect (200, <500, 2xx, "
+                "200-399), body (text the page must hold), host}",
+            ),
+            static=Field(bool, True, doc="also request one collected static file through nginx"),
         )
     ),
     thresholds=Field(
@@ -172,5 +186,5 @@ def defaults_of(schema: dict[str, Field]) -> dict:
         if isinstance(f.kind, dict):
             out[key] = defaults_of(f.kind)
         elif f.default is not None:
-            out[key] = f.default.copy() if isinstance(f.default, list | dict) else f.default
+            out[key] = copy.deepcopy(f.default)
     return out

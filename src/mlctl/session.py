@@ -182,7 +182,7 @@ def _ms(start: float) -> int:
 
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else ""
+    return console.clip(lines[-1]) if lines else ""
 
 
 class Session:

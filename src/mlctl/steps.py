@@ -9,16 +9,17 @@ from __future__ import annotations
 import json
 import time
 
-from . import console, remote
+from . import console, healthpaths, remote
 from .commands import db as dbcmd
 from .commands import lock as lockcmd
 from .commands import release as relcmd
 from .commands import service
 from .commands.db import ENV_PUBLIC as PUBLIC
-from .errors import DeployFailed, RemoteCommandFailed
+from .console import clip
+from .errors import DeployFailed, MlctlError, PreflightFailed, RemoteCommandFailed
 from .journal import local_user
 from .layout import Layout, unit_name
-from .shell import Cmd, Raw, script
+from .shell import Cmd, Raw, mask, script
 
 
 def layout(host) -> Layout:
@@ -31,7 +32,14 @@ def gather_facts(host) -> dict:
     inventory alone does not know the generated ones."""
     cfg = host.session.cfg
     argv = [cfg["python"], "-c", remote.source("facts"), cfg["deploy_to"], ",".join(PUBLIC)]
-    facts = json.loads(host.run("facts", Cmd.of(*argv)).stdout)
+    r = host.run("facts", Cmd.of(*argv), warn=True)
+    if r.code == 127:  # the shell found no such program
+        raise PreflightFailed(
+            f"{host.name}: python {cfg['python']} not found", "install it or set `python:`"
+        )
+    if not r.ok:
+        raise RemoteCommandFailed(host.name, "facts", r.code, _last(r.stderr))
+    facts = json.loads(r.stdout)
     host.session.add_secrets(facts.pop("env_values", []))
     host.facts = facts
     return facts
@@ -67,20 +75,28 @@ def record(host, metas=(), event: dict | None = None, then=(), unlock: bool = Fa
 
 
 def restart(host) -> None:
+    """Restart the app. A dev (pidfile) server is first stopped only when the pidfile names this
+    environment's own gunicorn, and never started on a port another process holds."""
     cfg = host.session.cfg
     lay = layout(host)
     if cfg["service"] == "pidfile":
-        pid = f"{lay.run}/gunicorn.pid"
-        host.run("stop gunicorn", service.pidfile_stop(pid))
+        r = host.run("stop gunicorn", pidfile_stop(cfg, lay), warn=True)
+        if r.code == PORT_HELD:
+            raise DeployFailed(f"{host.name}: {_last(r.stderr)}", PORT_HINT)
+        if not r.ok:
+            raise RemoteCommandFailed(host.name, "stop gunicorn", r.code, _last(r.stderr))
+        if r.stderr.strip():
+            console.warn(f"{host.name}: {_last(r.stderr)}")
+        host.facts["log_offset"] = json.loads(r.stdout.strip().splitlines()[-1])["log_size"]
         host.run(
             "start gunicorn",
             Cmd.of("mkdir", "-p", lay.run).then(
                 service.pidfile_start(
                     lay.current,
-                    pid,
+                    f"{lay.run}/gunicorn.pid",
                     cfg["bind"],
                     cfg.project["wsgi"],
-                    f"{lay.shared}/logs/gunicorn.log",
+                    dev_log(lay),
                     cfg["gunicorn"]["workers"],
                     cfg["gunicorn"]["preload"],
                 )
@@ -88,6 +104,41 @@ def restart(host) -> None:
         )
     else:
         host.run("restart gunicorn", systemd_restart(unit_name(cfg.project["name"])))
+
+
+PORT_HELD = 75  # remote/pidfile.py: the port is held by a process that is not ours
+PORT_HINT = "stop that process, or give this environment its own port (bind, health.url)"
+
+
+def dev_log(lay: Layout) -> str:
+    return f"{lay.shared}/logs/gunicorn.log"
+
+
+def pidfile_stop(cfg, lay: Layout, action: str = "stop") -> Cmd:
+    """Stop this environment's dev gunicorn (never a stale pidfile's pid); then the port must be
+    free (`check` only looks at the port)."""
+    argv = [cfg["python"], "-c", remote.source("pidfile"), action, f"{lay.run}/gunicorn.pid"]
+    return Cmd.of(*argv, cfg["deploy_to"], cfg["bind"], dev_log(lay))
+
+
+def take_out_of_service(host) -> None:
+    """No `current` and no app running: what a host that never served a good release is left
+    with when its first release fails."""
+    cfg = host.session.cfg
+    lay = layout(host)
+    if cfg["service"] == "pidfile":
+        stop = pidfile_stop(cfg, lay, "halt")
+    else:
+        unit = unit_name(cfg.project["name"])
+        stop = Cmd.of("systemctl", "stop", f"{unit}.socket", f"{unit}.service")
+    host.run("take out of service", script(Cmd.of("rm", "-f", lay.current), stop))
+
+
+def check_port(host) -> None:
+    """Before anything changes: the dev port is free or held by this environment's gunicorn."""
+    r = host.run("port", pidfile_stop(host.session.cfg, layout(host), "check"), warn=True)
+    if r.code == PORT_HELD:
+        raise PreflightFailed(f"{host.name}: {_last(r.stderr)}", PORT_HINT)
 
 
 def systemd_restart(unit: str) -> Cmd:
@@ -98,37 +149,100 @@ def systemd_restart(unit: str) -> Cmd:
 
 
 UNHEALTHY = 69  # remote/health.py's exit code when the release is not served in time
+APP_LOG = service.APP_LOG_MARK
 
 
-def health_probe(cfg, release: str | None, wait: float) -> Cmd:
-    h = cfg["health"]
-    return Cmd.of(
-        cfg["python"],
-        "-c",
-        remote.source("health"),
-        h["url"],
-        h["host_header"],
-        str(h["expect_status"]),
-        release or "",
-        str(wait),
+def static_of(host, release: str | None) -> str | None:
+    """The URL path of one collected static file of `release` (recorded when it was built)."""
+    if not release:
+        return None
+    built = host.facts.get("static", {})
+    if release in built:
+        return built[release]
+    return host.facts.get("metas", {}).get(release, {}).get("static")
+
+
+def health_probe(cfg, release: str | None, wait: float, static: str | None = None) -> Cmd:
+    plan = healthpaths.requests(cfg.settings, release, static)
+    config = {**plan, "timeout": wait, "once": False}
+    return Cmd.of(cfg["python"], "-c", remote.source("health"), json.dumps(config))
+
+
+def app_log_since(host) -> Cmd:
+    """The app's own output since the restart began ($t0, or the log size $size for dev)."""
+    cfg = host.session.cfg
+    if cfg["service"] == "pidfile":
+        start = host.facts.get("log_offset", 0) + 1
+        log = Cmd.of("tail", "-c", f"+{start}", dev_log(layout(host)))
+        return Cmd((log, Raw("2>/dev/null | tail -n 300")))
+    unit = unit_name(cfg.project["name"])
+    return Cmd(
+        (
+            Cmd.of("journalctl", f"_SYSTEMD_UNIT={unit}.service", "-o", "cat", "-n", "300"),
+            Raw('--since "@$t0"'),
+        )
     )
+
+
+def mark_start() -> Cmd:
+    """Remember when the restart began (see app_log_since)."""
+    return Cmd((Raw("t0=$(date +%s)"),))
 
 
 def health(host, release: str | None, timeout: float | None = None) -> None:
+    """Wait until the app serves `release` and every health path answers as expected."""
     cfg = host.session.cfg
     wait = timeout if timeout is not None else cfg["timeouts"]["health"]
-    cmd = health_probe(cfg, release, wait)
-    r = host.run("health check", cmd, root=False, timeout=wait + 15, warn=True)
+    probe = health_probe(cfg, release, wait, static_of(host, release))
+    cmd = service.probe_or_explain(probe, app_log_since(host))
+    r = host.run("health check", cmd, timeout=wait + 15, warn=True)
     if not r.ok:
-        raise unhealthy(host, wait, (r.stderr.strip().splitlines() or ["no answer"])[-1])
+        raise unhealthy(host, wait, r.stderr, r.code, release, r.stdout)
 
 
-def unhealthy(host, wait: float, detail: str) -> DeployFailed:
-    url = host.session.cfg["health"]["url"]
-    return DeployFailed(
-        f"{host.name}: health check of {url} failed after {wait:g}s ({detail or 'no answer'})",
-        "see `mlctl ENV logs` (timeouts.health)",
+def unhealthy(
+    host, wait: float, stderr: str, code: int | None = UNHEALTHY, release=None, stdout=""
+) -> DeployFailed:
+    """The gate's error: the request that failed, and the app's own last traceback line (from
+    its log, else from replaying a request that answered 500 in the release's own code)."""
+    failed = next((r for r in _results(stdout) if (r.get("status") or 0) >= 500), None)
+    probe_out, _, log = mask(stderr, host.session.secrets).partition(APP_LOG + "\n")
+    detail = _last(probe_out) or (f"exit {code}" if code != UNHEALTHY else "no answer")
+    error, trace = healthpaths.app_error(log)
+    if not error and release and failed:
+        error, trace = replay(host, release, failed)
+    host.session.journal.record(
+        host.name, "health check", outcome="failed", detail=detail, traceback=trace or None
     )
+    env = host.session.cfg.name
+    where = f"see `mlctl {env} logs` (timeouts.health = {wait:g}s)"
+    return DeployFailed(f"{host.name}: health check failed: {detail}; {where}", error)
+
+
+def _results(stdout: str) -> list:
+    try:
+        return json.loads(stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return []
+
+
+def replay(host, release: str, request: dict) -> tuple[str, str]:
+    """(exception line, traceback) of `request` replayed in the release's own code, or ("", "")."""
+    cfg = host.session.cfg
+    code = remote.source("replay")
+    args = (cfg.project["settings_module"], request["path"], request.get("host", ""))
+    cmd = relcmd.python_in(layout(host).release(release), code, *args)
+    user = None if host.local else cfg["app_user"]
+    try:
+        r = host.run("replay request", cmd, root=False, user=user, timeout=120, warn=True)
+    except MlctlError:
+        return "", ""
+    return healthpaths.app_error(mask(r.stdout, host.session.secrets))
+
+
+def _last(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return clip(lines[-1]) if lines else ""
 
 
 def serve(host, release: str, step: str = "switch and restart") -> None:
@@ -144,15 +258,19 @@ def serve(host, release: str, step: str = "switch and restart") -> None:
     wait = cfg["timeouts"]["health"]
     unit = unit_name(cfg.project["name"])
     restart_and_probe = service.restart_and_probe(
-        systemd_restart(unit), health_probe(cfg, release, wait), service.unit_log_tail(unit)
+        systemd_restart(unit),
+        health_probe(cfg, release, wait, static_of(host, release)),
+        service.unit_log_tail(unit),
+        app_log_since(host),
     )
-    cmd = script(relcmd.switch(lay, release), restart_and_probe)
-    try:
-        host.run(step, cmd, timeout=cfg["timeouts"]["command"] + wait)
-    except RemoteCommandFailed as e:
-        if e.code == UNHEALTHY:
-            raise unhealthy(host, wait, e.detail) from None
-        raise
+    cmd = script(relcmd.switch(lay, release), mark_start(), restart_and_probe)
+    r = host.run(step, cmd, timeout=cfg["timeouts"]["command"] + wait, warn=True)
+    if r.code == UNHEALTHY:
+        raise unhealthy(host, wait, r.stderr, UNHEALTHY, release, r.stdout)
+    if not r.ok:
+        raise RemoteCommandFailed(
+            host.name, step, r.code, _last(mask(r.stderr, host.session.secrets))
+        )
 
 
 # ---------------------------------------------------------------- database

@@ -17,7 +17,7 @@ import tarfile
 import threading
 from pathlib import Path
 
-from . import sdist
+from . import pipfail, sdist
 from .errors import PreflightFailed
 from .installset import InstallSet
 from .journal import state_dir
@@ -62,9 +62,9 @@ def _download(target: Path, iset: InstallSet, python: str, machine: str, libc: s
                 break
             missing = _NO_MATCH.findall(p.stderr)
             if not missing or missing[-1] in built or len(built) >= MAX_SOURCE_BUILDS:
-                tail = (p.stderr.strip().splitlines() or ["pip download failed"])[-1]
+                why = pipfail.reason(p.stderr, f"for Python {python} on {machine} (glibc {libc})")
                 raise PreflightFailed(
-                    f"cannot resolve {iset.origin} for Python {python}: {tail[:200]}",
+                    f"cannot resolve {iset.origin} for Python {python}: {why}",
                     "check the requirements, or set build.install: remote",
                 )
             built.add(missing[-1])

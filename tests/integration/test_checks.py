@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -231,3 +232,48 @@ def test_monitor_posts_one_webhook_per_alert_and_writes_prometheus(live, tmp_pat
     assert len({p["alert"] for p in posts}) == len(posts)  # one POST per alert, none repeated
     families = {f.name for f in text_string_to_metric_families(prom.read_text())}
     assert any(name.startswith("mlctl_") for name in families)
+
+
+def test_check_on_a_host_serving_500_exits_2_naming_the_path_and_the_error(live):
+    """The root page raises while /healthz answers: check fails naming `/`, shows the app's last
+    error, and status fails too; the other host stays all ok."""
+    farm, broken, healthy = live["farm"], live["hosts"][0], live["hosts"][1]
+    views = f"{D}/current/notes/views.py"
+    raises = '\n\ndef index(request):\n    raise ValueError("check sees this")\n'
+    restart = "sudo systemctl restart gunicorn-djangoapp.service"
+    ssh(farm, broken, f"sudo cp {views} /var/tmp/views.py")
+    ssh(farm, broken, f"printf %s {shlex.quote(raises)} | sudo tee -a {views} >/dev/null")
+    ssh(farm, broken, restart)
+    try:
+        code, report = check(live)
+        status = mlctl(live["inv"], "live", "status", check=False)
+    finally:
+        ssh(farm, broken, f"sudo cp /var/tmp/views.py {views} && {restart}")
+    got = statuses(report, broken)
+    assert got["site /"] == ("fail", "GET /: HTTP 500 (expected <500)"), got
+    assert got["site"] == ("ok", "GET /healthz: HTTP 200"), got["site"]
+    assert got["static"][0] == "ok", got["static"]
+    assert got["app-log"] == ("warn", "last error in the app's log: ValueError: check sees this")
+    assert code == 2
+    assert all(s == "ok" for s, _ in statuses(report, healthy).values()), statuses(report, healthy)
+    line = [x for x in status.stdout.splitlines() if x.startswith(broken.address)][0]
+    assert status.returncode == 2 and line.endswith(
+        "health fail (GET /: HTTP 500 (expected <500))"
+    ), status.stdout
+
+
+def test_static_file_missing_from_nginx_fails_the_static_check(live):
+    farm, h = live["farm"], live["hosts"][0]
+    _, report = check(live)
+    static = statuses(report, h)["static"]
+    assert static[0] == "ok" and "GET /static/" in static[1], static
+    path = static[1].split()[1]  # GET /static/…: HTTP 200
+    target = f"{D}/current/staticfiles/{path.removeprefix('/static/').rstrip(':')}"
+    ssh(farm, h, f"sudo mv {target} /var/tmp/static-file")
+    try:
+        code, report = check(live)
+    finally:
+        ssh(farm, h, f"sudo mv /var/tmp/static-file {target}")
+    status, detail = statuses(report, h)["static"]
+    assert status == "fail" and detail.endswith("HTTP 404 (expected 200)"), detail
+    assert code == 2

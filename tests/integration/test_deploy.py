@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -65,6 +66,37 @@ def test_setup_provisions_hosts_and_second_run_changes_nothing(world):
             "sites-available/djangoapp /etc/systemd/system/"
             "gunicorn-djangoapp.*",
         )
+
+
+INDEX_RAISES = """
+
+def index(request):  # the root page raises; /healthz still answers
+    raise ValueError("Missing staticfiles manifest entry for 'css/styles.css'")
+"""
+INDEX_ERROR = "ValueError: Missing staticfiles manifest entry for 'css/styles.css'"
+
+
+def break_index(repo) -> str:
+    """Commit a release whose `/` raises; return the views.py to restore."""
+    views = (repo / "notes" / "views.py").read_text()
+    commit_file(repo, "notes/views.py", views + INDEX_RAISES, "index raises")
+    return views
+
+
+def test_first_deploy_that_fails_leaves_no_current_and_is_listed_failed(world):
+    farm, inv, repo, h = world["farm"], world["inv"], world["repo"], world["test"]
+    views = break_index(repo)
+    p = mlctl(inv, "test", "deploy", check=False)
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode != 0 and last.endswith(INDEX_ERROR), p.stderr
+    assert "health check failed: GET /: HTTP 500 (expected <500)" in last
+    assert "rolling every host back" not in p.stderr
+    assert f"{h.address}: no release to go back to;" in p.stderr
+    assert ssh(farm, h, f"test -e {D}/current -o -L {D}/current && echo yes || echo no") == "no"
+    rid = git(repo, "rev-parse", "HEAD")[:12]
+    listed = json.loads(mlctl(inv, "test", "releases", "--json").stdout)["hosts"][h.address]
+    assert [r["status"] for r in listed if r["id"].endswith(rid)] == ["failed"], listed
+    commit_file(repo, "notes/views.py", views, "index fixed")
 
 
 def test_deploy_v1_serves_its_release_through_nginx(world):
@@ -196,6 +228,67 @@ def test_failed_health_check_rolls_every_live_host_back_and_marks_bad(world):
         meta = ssh(farm, h, f"cat {D}/.mlctl/releases/*-{bad}.json")
         assert '"status": "bad"' in meta
     commit_file(repo, "notes/views.py", views, "fix health")
+
+
+def test_release_whose_root_page_raises_is_rolled_back_on_every_host(world, tmp_path):
+    farm, inv, repo = world["farm"], world["inv"], world["repo"]
+    before = {h.address: current(farm, h) for h in world["live"]}
+    views = break_index(repo)
+    logs = tmp_path / "logs"
+    p = mlctl(inv, "--log-dir", str(logs), "live", "deploy", "--yes", check=False)
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode != 0 and last.endswith(INDEX_ERROR), p.stderr
+    assert "health check failed: GET /: HTTP 500 (expected <500)" in last
+    assert "rolling every host back after:" in p.stderr
+    bad = git(repo, "rev-parse", "HEAD")[:12]
+    for h in world["live"]:
+        _assert_unchanged(world, h, before[h.address])
+        assert '"status": "bad"' in ssh(farm, h, f"cat {D}/.mlctl/releases/*-{bad}.json")
+    records = [json.loads(x) for x in (logs / "mlctl.jsonl").read_text().splitlines()]
+    traces = [
+        r["traceback"] for r in records if r.get("step") == "health check" and r.get("traceback")
+    ]
+    assert len(traces) == len(world["live"]), records[-5:]
+    assert all(t.startswith("Traceback (most recent call last):") for t in traces)
+    assert all(t.endswith(INDEX_ERROR) and "views.py" in t for t in traces), traces
+    commit_file(repo, "notes/views.py", views, "index fixed")
+
+
+def test_missing_gunicorn_fails_before_migrate_with_the_database_unchanged(world):
+    farm, inv, repo, h = world["farm"], world["inv"], world["repo"], world["test"]
+    good = current(farm, h)
+    req = (repo / "requirements.txt").read_text()
+    without = "".join(ln for ln in req.splitlines(True) if not ln.startswith("gunicorn"))
+    assert without != req
+    commit_file(repo, "requirements.txt", without, "no gunicorn")
+    migration = MIGRATION_0004.replace("XXX", "unreached")
+    commit_file(repo, "notes/migrations/0004_unreached.py", migration, "a migration")
+    p = mlctl(inv, "test", "deploy", check=False)
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode != 0, p.stderr
+    assert last.endswith(
+        "gunicorn failed: FileNotFoundError: .venv/bin/gunicorn is missing: add gunicorn to the "
+        "project's requirements"
+    ), last
+    assert "migrating" not in p.stderr
+    _assert_unchanged(world, h, good)
+    applied = psql(farm, h, "select name from django_migrations where app='notes'").split()
+    assert "0004_unreached" not in applied
+    cols = psql(
+        farm, h, "select column_name from information_schema.columns where table_name='notes_note'"
+    )
+    assert "unreached" not in cols.split()
+    git(repo, "rm", "-q", "notes/migrations/0004_unreached.py")
+    commit_file(repo, "requirements.txt", req, "gunicorn back")
+
+
+MIGRATION_0004 = """from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0003_note_pinned")]
+    operations = [migrations.AddField("note", "XXX", models.BooleanField(default=False))]
+"""
 
 
 def test_failing_migration_leaves_database_as_before(world):

@@ -163,8 +163,12 @@ def test_switches_while_a_client_requests_the_site_zero_errors(case):
     lay, restart = Layout(D), systemd_restart(unit_name("djangoapp"))
 
     def serve(rid: str) -> str:
-        url = "http://127.0.0.1/healthz"
-        probe = Cmd.of("python3", "-c", remote.source("health"), url, "", "200", rid, "30")
+        gate = {
+            "base": "http://127.0.0.1",
+            "timeout": 30,
+            "requests": [{"path": "/healthz", "expect": "200", "host": "", "release": rid}],
+        }
+        probe = Cmd.of("python3", "-c", remote.source("health"), json.dumps(gate))
         cmd = script(relcmd.switch(lay, rid), service.restart_and_probe(restart, probe))
         return f"sh -c {shlex.quote(cmd.render())} >/dev/null"
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mlctl import checks, diag, schema
+from mlctl import checks, diag, healthpaths, schema
 
 RID = "20250102030405-abcdef012345"
 UNIT = "gunicorn-notes"
@@ -18,6 +18,32 @@ def settings(**over) -> dict:
     s = schema.defaults_of(schema.ENV_KEYS)
     s.update({"deploy_to": "/srv/notes", "tls_cert": "/etc/ssl/notes.pem", **over})
     return s
+
+
+def answer(path: str, status, expect: str = "200", static: bool = False, host: str = "") -> dict:
+    """One judged health request, as remote/health.py prints it."""
+    lo, hi = healthpaths.parse_expect(expect)
+    ok = status is not None and lo <= status <= hi
+    why = f"HTTP {status}" if ok else f"HTTP {status} (expected {expect})"
+    if status is None:
+        why = "no answer (ConnectionRefusedError: [Errno 111] Connection refused)"
+    return {"path": path, "host": host, "expect": expect, "status": status, "ok": ok, "why": why}
+
+
+def site(*results) -> dict:
+    """The probe's `site` section: the health URL, the root page, a static file by default."""
+    if not results:
+        static = {**answer("/static/app.1a2b3c.css", 200), "static": True}
+        results = (answer("/healthz", 200), answer("/", 200, "<500"), static)
+    results = [{"static": False, **r} for r in results]
+    first = results[0]
+    return {
+        "status": first["status"],
+        "error": "" if first["status"] else first["why"],
+        "results": results,
+        "ok": all(r["ok"] for r in results),
+        "ms": 15,
+    }
 
 
 def healthy(**over) -> dict:
@@ -74,7 +100,9 @@ def healthy(**over) -> dict:
             "socket": {"active": "active", "sub": "listening", "pid": None},
             "http": {"status": 200},
         },
-        "site": {"status": 200, "ms": 15},
+        "site": site(),
+        "nginx_logs": {"window": 300, "requests": 40, "errors_5xx": 0, "access_log": True, "ms": 3},
+        "app_log": {"text": "INFO booted\n", "ms": 20},
         "nginx": {
             "active": "active",
             "test": {"code": 0, "output": "test is successful"},
@@ -113,7 +141,7 @@ def test_healthy_host_is_all_ok_in_a_fixed_order():
     assert [c.name for c in result] == [
         "ssh", "disk", "inodes", "memory", "load", "python", "venv", "django", "check-deploy",
         "database", "migrations", "gunicorn", "gunicorn-http", "nginx-config", "nginx", "site",
-        "permissions", "env-file", "tls", "lock",
+        "site /", "static", "permissions", "env-file", "nginx-5xx", "tls", "lock",
     ]  # fmt: skip
     assert {c.status for c in result} == {"ok"}
     assert checks.exit_code(result) == 0
@@ -143,7 +171,7 @@ def test_probe_that_broke_is_reported_after_ssh():
 def test_no_release_yet_warns_release_dependent_checks():
     facts = healthy(
         release={"current": None, "exists": False, "meta": {}, "releases": []},
-        site={"status": None, "error": "refused"},
+        site=site(answer("/healthz", None), answer("/", None, "<500")),
         gunicorn={
             "kind": "systemd",
             "service": {"active": "inactive", "pid": None},
@@ -161,10 +189,14 @@ def test_no_release_yet_warns_release_dependent_checks():
         "migrations",
         "gunicorn",
         "gunicorn-http",
-        "site",
         "permissions",
     ):
         assert (result[name].status, result[name].detail) == ("warn", "no release yet"), name
+    assert (result["site /"].status, result["site /"].detail) == (
+        "warn",
+        "no release yet (GET /: no answer (ConnectionRefusedError: [Errno 111] Connection "
+        "refused))",
+    )
     assert result["disk"].status == "ok" and result["nginx"].status == "ok"
     assert checks.exit_code(list(result.values())) == 1
 
@@ -223,10 +255,32 @@ def test_no_release_yet_warns_release_dependent_checks():
         ),
         ({"env_file": {"exists": False}}, "env-file", "fail", "shared/.env is missing (run setup)"),
         (
-            {"site": {"status": 502}},
+            {"site": site(answer("/healthz", 502))},
             "site",
             "fail",
-            "http://127.0.0.1/healthz: HTTP 502 (expected 200)",
+            "GET /healthz: HTTP 502 (expected 200)",
+        ),
+        (
+            {"site": site(answer("/healthz", 200), answer("/", 500, "<500", host="notes.example"))},
+            "site /",
+            "fail",
+            "GET / (Host notes.example): HTTP 500 (expected <500)",
+        ),
+        (
+            {
+                "site": site(
+                    answer("/healthz", 200), {**answer("/static/a.css", 404), "static": True}
+                )
+            },
+            "static",
+            "fail",
+            "GET /static/a.css: HTTP 404 (expected 200)",
+        ),
+        (
+            {"nginx_logs": {"window": 300, "requests": 9, "errors_5xx": 3, "access_log": True}},
+            "nginx-5xx",
+            "warn",
+            "3 of 9 request(s) answered 5xx in 300 s",
         ),
         (
             {
@@ -298,7 +352,10 @@ def test_check_deploy_issues_are_counted():
     dj = dict(healthy()["django_probe"], check={"ok": False, "output": output})
     result = by_name(checks.evaluate(healthy(django_probe=dj), settings(), UNIT))
     assert result["check-deploy"].status == "fail"
-    assert result["check-deploy"].detail.startswith("2 issue(s): ?: (security.W004)")
+    assert result["check-deploy"].detail == (
+        "2 issues (security.W004, security.W008): ?: (security.W004) You have not set a value "
+        "for SECURE_HSTS_SECONDS."
+    )
 
 
 def test_django_not_importable_fails_every_django_check():
@@ -468,13 +525,55 @@ def test_age_text():
 
 def test_status_line():
     now = diag.parse_time("2025-01-02T03:07:05+0000")
-    text, ok = diag.status_line(
-        "h1", {"release": healthy()["release"], "site": {"status": 200}}, 200, now
-    )
+    text, ok = diag.status_line("h1", {"release": healthy()["release"], "site": site()}, 200, now)
     assert (text, ok) == (f"h1  {RID}  abcdef012345  3m  health ok", True)
     text, ok = diag.status_line(
         "h1", {"release": healthy()["release"], "site": {"status": 502}}, 200, now
     )
     assert text.endswith("health fail (502)") and not ok
+    broken = site(answer("/healthz", 200), answer("/", 500, "<500"))
+    text, ok = diag.status_line("h1", {"release": healthy()["release"], "site": broken}, 200, now)
+    assert (text, ok) == (
+        f"h1  {RID}  abcdef012345  3m  health fail (GET /: HTTP 500 (expected <500))",
+        False,
+    )
     text, ok = diag.status_line("h1", {"release": {"current": None}, "site": {}}, 200)
     assert (text, ok) == ("h1  no release yet", True)
+
+
+TRACEBACK = """INFO django.request: GET /
+ERROR django.request: Internal Server Error: /
+Traceback (most recent call last):
+  File "/srv/notes/releases/r/notes/views.py", line 9, in index
+    return render(request, "index.html")
+ValueError: Missing staticfiles manifest entry for 'css/styles.css'
+[2025-01-02 03:04:05 +0000] [42] [INFO] Booting worker with pid: 42
+"""
+
+
+def test_app_log_check_appears_only_when_something_failed():
+    facts = healthy(app_log={"text": TRACEBACK, "ms": 20})
+    assert "app-log" not in statuses(facts)
+    facts["site"] = site(answer("/healthz", 200), answer("/", 500, "<500"))
+    named = by_name(checks.evaluate(facts, settings(), UNIT))
+    assert (named["app-log"].status, named["app-log"].detail) == (
+        "warn",
+        "last error in the app's log: ValueError: Missing staticfiles manifest entry for "
+        "'css/styles.css'",
+    )
+    facts["app_log"] = {"text": "INFO nothing wrong here\n"}
+    named = by_name(checks.evaluate(facts, settings(), UNIT))
+    assert named["app-log"].detail == "no traceback in the app's last 300 log lines"
+    assert checks.exit_code(list(named.values())) == 2
+
+
+def test_check_deploy_failure_lists_every_issue_id_and_never_cuts_a_word():
+    output = "SystemCheckErrors:\n" + "".join(
+        f"?: (security.W{n:03d}) {'a long explanation of this setting ' * 9}\n" for n in (4, 8, 9)
+    )
+    c = checks.deploy_checks_check({"ok": False, "output": output})
+    assert c.status == "fail"
+    assert c.detail.startswith(
+        "3 issues (security.W004, security.W008, security.W009): ?: (security.W004) a long "
+    )
+    assert len(c.detail) <= 300 and c.detail.endswith(" a long…")

@@ -49,7 +49,7 @@ BAD = [
         ),
         "test",
         f"{F}:14: environments.test.health.urll: unknown key "
-        "(known: expect_status, host_header, timeout, url)",
+        "(known: expect_status, host_header, paths, static, timeout, url)",
     ),
     (
         "keep_releases not an int",

@@ -198,13 +198,14 @@ def _release_copy(tmp_path: Path) -> Path:
     return rel
 
 
-def _build(rel: Path, secret: str) -> subprocess.CompletedProcess:
+def _build(rel: Path, secret: str, **extra: str) -> subprocess.CompletedProcess:
     env = {
         "PATH": os.environ["PATH"],
         "DEBUG": "0",
         "SECRET_KEY": secret,
         "ALLOWED_HOSTS": "example.org",
         "STATIC_ROOT": str(rel / "staticfiles"),
+        **extra,
     }
     code = remote.source("build")
     argv = [
@@ -226,13 +227,44 @@ def test_build_program_collects_static_and_reports_the_migration_plan(tmp_path):
     assert built["leaves"]["notes"] == "0002_seed_notes"
     assert {"notes.0001_initial", "notes.0002_seed_notes"} <= set(built["pending"])
     assert (rel / "staticfiles" / "notes" / "style.css").is_file()
+    assert built["static"] == "/static/admin/css/autocomplete.css"  # the first file collected
 
 
 def test_build_program_failure_ends_in_one_line_naming_the_check(tmp_path):
     p = _build(_release_copy(tmp_path), "short")
     last = p.stderr.strip().splitlines()[-1]
     assert p.returncode == 1
-    assert last.startswith("check --deploy failed: SystemCheckError: ?: (security.W009)"), last
+    assert last == (
+        "check --deploy failed: SystemCheckError: 1 issue (security.W009): ?: (security.W009) "
+        "Your SECRET_KEY has less than 50 characters, less than 5 unique characters, or it's "
+        "prefixed with 'django-insecure-' indicating that it was generated automatically by "
+        "Django. Please generate a long and random…"
+    ), last
+
+
+def test_build_program_lists_every_check_deploy_issue(tmp_path):
+    p = _build(_release_copy(tmp_path), "short", DEBUG="1")
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "check --deploy failed: SystemCheckError: 2 issues (security.W009, security.W018): "
+        "?: (security.W009) Your SECRET_KEY"
+    ), last
+    assert len(last) <= 300 and last.endswith("generate a long…")
+
+
+def test_build_program_fails_first_when_gunicorn_is_not_in_the_venv(tmp_path):
+    rel = _release_copy(tmp_path)
+    venv = tmp_path / "venv-without-gunicorn"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (rel / ".venv").unlink()
+    (rel / ".venv").symlink_to(venv)
+    p = _build(rel, "s3cr3t-" + "x1y2z3" * 10)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1] == (
+        "gunicorn failed: FileNotFoundError: .venv/bin/gunicorn is missing: add gunicorn to the "
+        "project's requirements"
+    )
+    assert not (rel / "staticfiles").exists()  # nothing ran before it
 
 
 def test_gunicorn_unit_follows_the_gunicorn_settings(write_inventory):

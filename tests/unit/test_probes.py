@@ -106,6 +106,15 @@ def test_probe_config_exact():
             "timeout": 30.0,
             "host_header": "",
         },
+        "health_plan": {
+            "base": "http://127.0.0.1",
+            "requests": [
+                {"path": "/healthz", "expect": "200", "host": "", "body": "", "release": ""},
+                {"path": "/", "expect": "<500", "host": "", "body": "", "release": ""},
+            ],
+        },
+        "health_static": True,
+        "dev_log": "/srv/notes/shared/logs/gunicorn.log",
         "tls_cert": "/etc/ssl/notes.pem",
         "window": 120,
         "access_log": "/var/log/nginx/access.log",
@@ -174,6 +183,7 @@ def test_script_counts_5xx_and_errors_in_window(tmp_path):
         f'a - - [{old}] "GET / HTTP/1.1" 500 1 "-" "x"\n'
         f'a - - [{stamp}] "GET / HTTP/1.1" 200 1 "-" "x"\n'
         f'a - - [{stamp}] "GET / HTTP/1.1" 503 1 "-" "x"\n'
+        f'a - - [{stamp}] "GET / HTTP/1.1" 500 1 "-" "mlctl-health"\n'  # mlctl's own: not counted
     )
     local = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(now - 5))
     error = tmp_path / "error.log"

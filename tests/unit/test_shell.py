@@ -215,6 +215,14 @@ def test_restart_and_probe_exact_and_its_exit_status(tmp_path):
         "probe 'r 1' & probe=$!; systemctl restart u "
         '|| { kill "$probe" 2>/dev/null; exit 1; }; wait "$probe"'
     )
+    logged = service.restart_and_probe(
+        Cmd.of("systemctl", "restart", "u"), Cmd.of("probe"), None, Cmd.of("journalctl")
+    )
+    assert logged.render() == (
+        "probe & probe=$!; systemctl restart u "
+        '|| { kill "$probe" 2>/dev/null; exit 1; }; wait "$probe" || { rc=$?; echo '
+        "'--- the app'\"'\"'s log since the restart:' >&2; journalctl >&2; exit \"$rc\"; }"
+    )
 
     explained = service.restart_and_probe(
         Cmd.of("false"), Cmd.of("sleep", "30"), service.unit_log_tail("gunicorn-app")
@@ -231,6 +239,11 @@ def test_restart_and_probe_exact_and_its_exit_status(tmp_path):
 
     assert run("true", "true") == 0
     assert run("true", "sh", "-c", "exit 69") == 69  # the probe's verdict is the step's
+    told = service.restart_and_probe(
+        Cmd.of("true"), Cmd.of("sh", "-c", "exit 69"), None, Cmd.of("echo", "Boom: app")
+    )
+    p = sh(script(told), tmp_path)
+    assert p.returncode == 69 and p.stderr.splitlines()[-2:] == [service.APP_LOG_MARK, "Boom: app"]
     # A failed restart exits 1 at once and stops the probe (which would poll for a long time):
     # sh's pipes close only when the killed probe has gone.
     start = time.monotonic()

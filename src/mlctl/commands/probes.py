@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from .. import healthpaths, remote
 from ..layout import Layout, unit_name
 from ..shell import Cmd
 from .db import ENV_PUBLIC, load_env
@@ -84,6 +85,7 @@ ACCESS = re.compile(r'\[(\d{2})/(\w{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\
                     r'"(?:[^"\\]|\\.)*" (\d{3}) ')
 ERROR = re.compile(r"^(\d{4})/(\d{2})/(\d{2}) (\d{2}):(\d{2}):(\d{2}) \[(\w+)\]")
 SEVERE = ("error", "crit", "alert", "emerg")
+AGENT = "mlctl-health"  # the User-Agent of mlctl's own health requests (remote/health.py)
 
 
 def path(*parts):
@@ -334,17 +336,47 @@ def nginx():
     return out
 
 
-def site():
-    h = CFG["health"]
-    req = urllib.request.Request(h["url"], headers={"Host": h["host_header"]} if h["host_header"]
-                                 else {})
+def current_meta():
+    cur = path("current")
+    rid = os.path.basename(os.readlink(cur)) if os.path.islink(cur) else None
     try:
-        with urllib.request.urlopen(req, timeout=min(float(h["timeout"]), 10.0)) as r:
-            return {"status": r.status}
-    except urllib.error.HTTPError as e:
-        return {"status": e.code}
-    except Exception as e:
-        return {"status": None, "error": "%s: %s" % (type(e).__name__, getattr(e, "reason", e))}
+        return json.loads(read(path(".mlctl", "releases", "%s.json" % rid), "{}") or "{}")
+    except ValueError:
+        return {}
+
+
+def site():
+    # Every health request (remote/health.py, the deploy gate's own code, asked once): the
+    # health URL, the pages of health.paths and the current release's collected static file.
+    plan = CFG["health_plan"]
+    reqs = list(plan["requests"])
+    static = current_meta().get("static") if CFG["health_static"] else None
+    if static:
+        reqs.append({"path": static, "expect": "200", "host": reqs[0]["host"], "body": "",
+                     "release": "", "static": True})
+    config = {"base": plan["base"], "requests": reqs, "once": True,
+              "timeout": CFG["health"]["timeout"]}
+    r = run([sys.executable, "-c", HEALTH, json.dumps(config)], timeout=90)
+    try:
+        results = json.loads(r["out"].strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        err = [x for x in (r["err"] + r["out"]).strip().splitlines() if x.strip()]
+        return {"status": None, "error": err[-1] if err else "exit %s" % r["code"], "results": [],
+                "ok": False}
+    for res, req in zip(results, reqs):
+        res["static"] = bool(req.get("static"))
+    first = results[0]
+    return {"status": first["status"], "error": "" if first["status"] else first["why"],
+            "results": results, "ok": all(x["ok"] for x in results)}
+
+
+def app_log():
+    # The app's own last lines (its tracebacks): the journal of its unit, or the dev log file.
+    if CFG["service"] == "pidfile":
+        return {"text": "\n".join((tail_lines(CFG["dev_log"], 1 << 18) or [])[-300:])}
+    r = run(["journalctl", "_SYSTEMD_UNIT=%s.service" % CFG["unit"], "-o", "cat", "-n", "300",
+             "--no-pager"])
+    return {"text": r["out"][-60000:]}
 
 
 def permissions():
@@ -429,7 +461,7 @@ def nginx_logs():
     out["access_log"] = access is not None
     for line in access or []:
         t, status = access_time(line)
-        if t is not None and t >= since:
+        if t is not None and t >= since and AGENT not in line:  # not mlctl's own requests
             out["requests"] += 1
             out["errors_5xx"] += 500 <= status <= 599
     errors = tail_lines(CFG["error_log"])
@@ -480,9 +512,9 @@ def plan(rel):
     if mode == "check":
         probes += [gunicorn, site]
         if rel:
-            probes += [pip_check, django_probe]
+            probes += [pip_check, django_probe, app_log]
         if remote:
-            probes += [nginx, env_file] + ([permissions] if rel else [])
+            probes += [nginx, env_file, nginx_logs] + ([permissions] if rel else [])
         if CFG["tls_cert"]:
             probes.append(tls)
     if mode == "diag":
@@ -497,9 +529,13 @@ def main():
     CFG = json.loads(sys.argv[1])
     rel = os.path.isdir(path("current"))
     probes = plan(rel)
+    # The app's log is read last: the site's requests just made may be what it has to tell.
+    late = [fn for fn in probes if fn is app_log]
+    probes = [fn for fn in probes if fn is not app_log]
     with concurrent.futures.ThreadPoolExecutor(len(probes)) as pool:
         futures = {fn.__name__: pool.submit(timed, fn) for fn in probes}
     facts = {name: f.result() for name, f in futures.items()}
+    facts.update({fn.__name__: timed(fn) for fn in late})
     facts["time"] = time.time()
     print(json.dumps(masked(facts, env_values())))
 
@@ -525,6 +561,9 @@ def probe_config(settings: dict, project: dict, mode: str, window: int = 300) ->
         "pidfile": f"{lay.run}/gunicorn.pid",
         "bind": settings["bind"],
         "health": {k: health[k] for k in ("url", "expect_status", "timeout", "host_header")},
+        "health_plan": healthpaths.requests(settings),
+        "health_static": bool(health["static"]) and settings["connection"] != "local",
+        "dev_log": local_app_log(settings["deploy_to"]),
         "tls_cert": settings["tls_cert"],
         "window": int(window),
         "access_log": NGINX_LOGS["nginx-access"],
@@ -547,6 +586,7 @@ def program() -> bytes:
         f"\nDJANGO_PROBE = {DJANGO_PROBE!r}\n"
         f"LOAD_ENV = {load_env('./.env').render()!r}\n"
         f"ENV_PUBLIC = {ENV_PUBLIC!r}\n"
+        f"HEALTH = {remote.source('health')!r}\n"
         '\nif __name__ == "__main__":\n    main()\n'
     )
     return (PROBE_SCRIPT + tail).encode()
