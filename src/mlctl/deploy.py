@@ -429,11 +429,9 @@ def _printer(host, streamed: bool = False):
     """In --dry-run, every step prints its exact command instead of running it."""
 
     def show(step, cmd, *args, **kwargs):
-        from .shell import wrap
-
-        as_root = kwargs.get("root", True) and not host.local
-        user = None if host.local else kwargs.get("user")
-        text = wrap(cmd, as_root=as_root, user=user).display(host.session.secrets)
+        timeout = kwargs.get("timeout") or host.session.cfg["timeouts"]["command"]
+        wrapped = host.wrapped(cmd, kwargs.get("root", True), kwargs.get("user"), timeout)
+        text = wrapped.display(host.session.secrets)
         suffix = " < archive" if streamed else ""
         console.out(f"[{host.name}] {step}: {text}{suffix}")
         return Result("", "", 0, 0)

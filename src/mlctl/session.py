@@ -18,7 +18,7 @@ from .connection import local_context, open_connection, ssh_user_for
 from .errors import CommandTimeout, ConnectError, GuardRefused, MlctlError, RemoteCommandFailed
 from .inventory import EnvConfig
 from .journal import Journal
-from .shell import Cmd, mask, wrap
+from .shell import Cmd, Watch, mask, wrap
 
 LOST = -1  # Invoke's exit code when the channel closed without an exit status
 
@@ -60,9 +60,7 @@ class Host:
         """Run one step; log it; raise RemoteCommandFailed unless `warn`."""
         sess = self.session
         timeout = timeout or sess.cfg["timeouts"]["command"]
-        wrapped = wrap(
-            cmd, as_root=root and not self.local, user=None if self.local else user, timeout=timeout
-        )
+        wrapped = self.wrapped(cmd, root, user, timeout)
         shown = wrapped.display(sess.secrets)
         start = time.monotonic()
         self.commands += 1
@@ -110,11 +108,24 @@ class Host:
             console.step(self.name, res.stdout.strip())
         return res
 
+    def wrapped(self, cmd: Cmd, root: bool, user: str | None, timeout: float) -> Cmd:
+        """`cmd` as it runs: under sudo unless local, and under the watcher, tagged with this
+        run's id and the step's number (how a cancelled run's processes are found)."""
+        sess = self.session
+        watch = Watch(sess.cfg["python"], f"{sess.journal.run_id}.{self.commands}")
+        return wrap(
+            cmd,
+            as_root=root and not self.local,
+            user=None if self.local else user,
+            timeout=timeout,
+            watch=watch,
+        )
+
     def stream(self, step: str, cmd: Cmd, data: bytes, root: bool = True) -> Result:
         """Run `cmd` with `data` on its stdin (an archive), in one round trip."""
         sess = self.session
         timeout = sess.cfg["timeouts"]["command"]
-        wrapped = wrap(cmd, as_root=root and not self.local, timeout=timeout)
+        wrapped = self.wrapped(cmd, root, None, timeout)
         start = time.monotonic()
         self.commands += 1
         code, out, err = (_stream_local if self.local else _stream_remote)(
