@@ -68,7 +68,7 @@ def test_reader_gone_stops_the_whole_group_within_seconds():
     """What sshd does to a channel that closes (or to every channel when it dies): it closes the
     pipes. No signal reaches the command; the watcher sees its stdout lose its reader."""
     cmd = wrap(Cmd.of("sh", "-c", "sleep 71 & sleep 72 & wait"), timeout=900, watch=W)
-    p = subprocess.Popen(cmd.render(), shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(["sh", "-c", cmd.render()], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     while len(alive("^sleep 7[12]$")) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
