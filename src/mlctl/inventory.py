@@ -398,6 +398,7 @@ def _finish(inv: Inventory, name: str, s: dict, sources: dict) -> None:
         s["deploy_to"] = _resolve_path(inv.root, s["deploy_to"])
     if not s["color"]:
         s["color"] = schema.ENV_COLORS.get(name, "cyan")
+    _check_lock_times(inv, s["timeouts"], sources)
     # The inventory's own values were checked by validate(); these came from MLCTL_* or --set.
     problem = unsafe_deploy_to(s["deploy_to"], s["connection"] == "local")
     if problem:
@@ -412,6 +413,22 @@ def _finish(inv: Inventory, name: str, s: dict, sources: dict) -> None:
         raise InventoryError(
             f"{_origin(inv, sources, 'host_keys')}: "
             "accept-new is refused for a protected environment (pin the host keys)"
+        )
+
+
+MIN_LEASE = 2.0  # the holder refreshes its heartbeat every lease/4 seconds
+
+
+def _check_lock_times(inv: Inventory, t: dict, sources: dict) -> None:
+    if t["lock_lease"] < MIN_LEASE:
+        raise InventoryError(
+            f"{_origin(inv, sources, 'timeouts.lock_lease')}: must be at least "
+            f"{MIN_LEASE:g} seconds, got {t['lock_lease']:g}"
+        )
+    if t["lock_wait"] < 0:
+        raise InventoryError(
+            f"{_origin(inv, sources, 'timeouts.lock_wait')}: must not be negative, "
+            f"got {t['lock_wait']:g}"
         )
 
 

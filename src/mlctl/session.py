@@ -213,6 +213,7 @@ class Session:
         console.add_secrets(self.secrets)
         names = only_hosts or cfg.hosts
         self.hosts = [Host(n, self) for n in names]
+        self.heartbeat = None  # locking.Heartbeat, while this run holds locks
 
     def add_secrets(self, values) -> None:
         values = [v for v in dict.fromkeys(values) if v and v not in self.secrets]
@@ -285,6 +286,9 @@ class Session:
                 time.sleep(1)
 
     def close(self) -> None:
+        heartbeat = getattr(self, "heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.stop()
         for h in self.hosts:
             close = getattr(h.c, "close", None)
             if close and not self.cfg.local:
