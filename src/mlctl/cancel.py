@@ -96,3 +96,28 @@ def held():
     if _state["pending"] and not _state["held"]:
         signum, _state["pending"] = _state["pending"], 0
         raise Interrupted(signum)
+
+
+RUN_END_WAIT = 15.0  # seconds: the watcher TERMs a group, then KILLs it 5 s later
+
+
+def stop_remote(sess) -> list:
+    """After a signal: end every remote command of this run (see Session.abort) and wait, at
+    most RUN_END_WAIT seconds per host, until none of its processes is left there. Returns the
+    hosts where some still run (their cleanup must not touch what those processes use)."""
+    from . import console, remote
+    from .shell import Cmd
+
+    sess.abort()
+
+    def ended(host) -> bool:
+        code = remote.source("runs")
+        cmd = Cmd.of(sess.cfg["python"], "-c", code, sess.journal.run_id, str(RUN_END_WAIT))
+        r = host.run("wait for this run's processes", cmd, warn=True, timeout=RUN_END_WAIT + 30)
+        if not r.ok:
+            console.warn(f"{host.name}: processes of this run still running: {r.stdout.strip()}")
+        return r.ok
+
+    results = sess.each_settled(ended, [h for h in sess.hosts if h.c is not None])
+    hosts = [h for h in sess.hosts if h.c is not None]
+    return [h for h, ok in zip(hosts, results, strict=True) if ok is not True]

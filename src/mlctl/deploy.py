@@ -11,7 +11,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import console, guards, locking, prune, setup, source, steps, wheelhouse
+from . import cancel, console, guards, locking, prune, setup, source, steps, wheelhouse
 from .commands import release as relcmd
 from .errors import (
     ConnectError,
@@ -229,14 +229,10 @@ class Deploy:
                 req_hash, self.src.file(req), facts["python"], facts["machine"], facts["libc"]
             )
             wh = self.lay.wheelhouse(req_hash)
-            host.stream(
-                "upload wheelhouse",
-                Cmd.of("mkdir", "-p", wh).then(
-                    Cmd.of("tar", "-xf", "-", "-C", wh, "--no-same-owner")
-                ),
-                wheelhouse.tarball(local),
-            )
-        host.run("build venv", relcmd.build_venv(self.cfg["python"], venv, wh, f"{self.rel}/{req}"))
+            receive = relcmd.receive_wheelhouse(wh, self.rid)
+            host.stream("upload wheelhouse", receive, wheelhouse.tarball(local))
+        build = relcmd.build_venv(self.cfg["python"], venv, wh, f"{self.rel}/{req}", self.rid)
+        host.run("build venv", build)
         return venv
 
     def migrate(self) -> None:
@@ -330,11 +326,13 @@ class Deploy:
 
     def fail(self, error: BaseException) -> None:
         """Put every host back on the release it served before; nothing half-done stays current."""
-        why = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        why = cancel.describe(error) if isinstance(error, KeyboardInterrupt) else str(error)
         self.needs_operator = isinstance(error, NeedsOperator)
         self.sess.journal.record("", "deploy", outcome="failed", stage=self.stage, error=why)
         if self.dry:
             return
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C, SIGTERM, SIGHUP: stop the step first
+            self.still_running(cancel.stop_remote(self.sess))
         # Cleanup must reach every host: reopen connections a cut link closed.
         self.sess.each_settled(self.sess.reconnect)
         if self.switched:
@@ -346,6 +344,18 @@ class Deploy:
             self.sess.each_settled(self.discard)
         # Every run that took a lock leaves its outcome next to its "started" record.
         self.sess.each_settled(lambda h: self.record_failure(h, why), list(self.locked))
+
+    def still_running(self, hosts: list) -> None:
+        """Hosts where the interrupted step did not end: a migration there may still be
+        running, so its snapshot is not restored under it (an operator decides)."""
+        for host in [h for h in hosts if h in self.migrated]:
+            self.migrated.remove(host)
+            self.needs_operator = True
+            console.warn(
+                f"{host.name}: the migration may still be running, so the snapshot "
+                f"{self.snapshots.get(host.name)} was NOT restored — when it has finished, "
+                "inspect the schema, then `mlctl ENV restore SNAPSHOT` or deploy again"
+            )
 
     def record_failure(self, host, why: str) -> None:
         event = {

@@ -6,6 +6,7 @@ Per-host work takes a `Host`, whose `.c` is an Invoke Context (local) or a Fabri
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -278,6 +279,29 @@ class Session:
         while True:
             try:
                 host.c.close()
+                host.c = open_connection(host.name, self.cfg.settings)
+                return
+            except ConnectError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1)
+
+    def abort(self) -> None:
+        """Stop every remote command of this run at once: close each host's connection (the
+        watcher on the host stops the command's process group when its channel ends) and open
+        a new one for the cleanup. Local commands are left to end by themselves."""
+        if self.cfg.local:
+            return
+        for h in self.hosts:
+            if h.c is not None:
+                with contextlib.suppress(Exception):
+                    h.c.close()
+        self.each_settled(self._reopen, [h for h in self.hosts if h.c is not None])
+
+    def _reopen(self, host: Host) -> None:
+        deadline = time.monotonic() + self.cfg["timeouts"]["connect"]
+        while True:
+            try:
                 host.c = open_connection(host.name, self.cfg.settings)
                 return
             except ConnectError:

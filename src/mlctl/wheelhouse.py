@@ -38,6 +38,7 @@ def build(req_hash: str, requirements: bytes, python: str, machine: str, libc: s
     target = state_dir() / "wheelhouse" / req_hash
     with _building:
         if not (target / ".complete").exists():
+            _clean_abandoned(target.parent)
             _download(target, requirements, python, machine, libc)
     return target
 
@@ -78,8 +79,40 @@ def _download(target: Path, requirements: bytes, python: str, machine: str, libc
             "check requirements.txt, or set build.install: remote",
         )
     (tmp / ".complete").touch()
-    shutil.rmtree(target, ignore_errors=True)  # an incomplete one left by a killed run
-    os.replace(tmp, target)
+    _move_into_place(tmp, target)
+
+
+def _move_into_place(tmp: Path, target: Path) -> None:
+    """Rename a complete wheelhouse into place. One that another run (another environment, the
+    same requirements) completed meanwhile is kept, as that run may be uploading it: ours goes."""
+    if (target / ".complete").exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    shutil.rmtree(target, ignore_errors=True)  # an incomplete one left by an older version
+    try:
+        os.replace(tmp, target)
+    except OSError:  # completed by another run between the check and the rename
+        if not (target / ".complete").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _clean_abandoned(parent: Path) -> None:
+    """Temporary directories of runs that died while resolving (their pid is gone)."""
+    for tmp in parent.glob("*.tmp-*") if parent.is_dir() else []:
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @functools.lru_cache(maxsize=4)
