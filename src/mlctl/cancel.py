@@ -76,11 +76,13 @@ def _die(signum: int) -> None:
 
 
 @contextlib.contextmanager
-def held():
+def held(reraise: bool = True):
     """Hold a first signal until the block ends, then raise it (a second one ends the run).
 
     Taking the locks runs in threads that a signal would not stop: a lock they take after the
-    interrupt would be left without its outcome in the history, and held.
+    interrupt would be left without its outcome in the history, and held. The cleanup after a
+    failure runs with `reraise=False`: a signal then changes nothing (the run is ending anyway,
+    with its own error); a second one still ends it at once.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -95,7 +97,8 @@ def held():
             signal.signal(s, h)
     if _state["pending"] and not _state["held"]:
         signum, _state["pending"] = _state["pending"], 0
-        raise Interrupted(signum)
+        if reraise:
+            raise Interrupted(signum)
 
 
 RUN_END_WAIT = 15.0  # seconds: the watcher TERMs a group, then KILLs it 5 s later

@@ -127,10 +127,12 @@ class Deploy:
             sess.each(self.finish)
             self.tag()
         except BaseException as e:
-            self.fail(e)
+            with cancel.held(reraise=False):  # a signal now must not cut the cleanup short
+                self.fail(e)
             raise
         finally:
-            self.unlock_all()
+            with cancel.held(reraise=False):
+                self.unlock_all()
         return self.rid
 
     def preflight(self, host) -> None:

@@ -212,6 +212,9 @@ class Heartbeat:
 def beat(host) -> None:
     """One heartbeat: not a step of the run (not logged, not counted as a round trip)."""
     sess = host.session
+    transport = getattr(host.c, "transport", None)
+    if transport is not None and not transport.is_active():
+        return  # closed (being reopened): Fabric would silently open this one again
     cmd = host.wrapped(lockcmd.heartbeat(layout(host), sess.journal.run_id), True, None, 30)
     host.c.run(cmd.render(), hide=True, warn=True, in_stream=False, timeout=40)
 
