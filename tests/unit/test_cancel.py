@@ -114,6 +114,38 @@ def test_a_signal_while_held_is_raised_when_the_block_ends():
             signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
 
 
+def test_a_signal_during_cleanup_does_not_cut_it_short():
+    cancel.install()
+    try:
+        with cancel.held(reraise=False):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+            finished = True
+        assert finished  # and nothing raised: the run ends with its own error
+    finally:
+        for s in cancel.SIGNALS:
+            signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
+
+
+def test_a_second_signal_ends_the_process_at_once(tmp_path):
+    """The first one raises (and the cleanup starts); the second exits 128 + its number
+    without waiting for the cleanup, after the last words (the CI summary)."""
+    code = (
+        "import os, signal, sys, time\n"
+        "from mlctl import cancel\n"
+        f"cancel.install(lambda c: open({str(tmp_path / 'words')!r}, 'w').write(str(c)))\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+        "except cancel.Interrupted:\n"
+        "    os.kill(os.getpid(), signal.SIGHUP); time.sleep(5)\n"
+        "sys.exit(3)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 129, p.stderr
+    assert "SIGHUP again: stopping now" in p.stderr
+    assert (tmp_path / "words").read_text() == "129"
+
+
 def test_lock_wait_option_is_a_setting():
     for task in ("deploy", "rollback"):
         kwargs, settings = BY_NAME[task].split({"lock_wait": 30.0, "yes": True})
