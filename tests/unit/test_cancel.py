@@ -227,3 +227,31 @@ def test_prune_keeps_linked_venvs_and_removes_the_rest(tmp_path):
     assert sh(prune.unused_venvs(Layout(str(root))).render(), root).returncode == 0
     assert sorted(os.listdir(root / "venvs")) == ["A", "A.r1", "old"]
     assert os.listdir(root / "wheelhouse") == []
+
+
+def test_under_fab_a_signal_ends_with_its_exit_code_and_the_error_in_the_summary(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from invoke.exceptions import Exit
+
+    from mlctl import tasks
+    from mlctl.registry import TaskSpec
+    from mlctl.selection import Selection
+
+    def cancelled(sel, **options):
+        raise cancel.Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(TaskSpec, "function", lambda self: cancelled)
+    monkeypatch.setattr(tasks, "selection_for", lambda c: Selection(env="test"))
+    monkeypatch.setenv("MLCTL_SUMMARY", str(tmp_path / "summary.json"))
+    try:
+        with pytest.raises(Exit) as e:
+            tasks._run(BY_NAME["deploy"], None, {"lock_wait": None})
+    finally:
+        for s in cancel.SIGNALS:
+            signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
+    assert e.value.code == 143
+    data = json.loads((tmp_path / "summary.json").read_text())
+    assert data["exit_code"] == 143 and data["error"] == "terminated by SIGTERM"
