@@ -54,6 +54,10 @@ def lock(host, action: str, release: str = "") -> None:
             heartbeat_for(host.session).add(host)
             return
         holder = parse_holder(r)
+        lock_age = lock_dir_age(r)
+        if lock_age is None or (not holder and lock_age < NEW_LOCK):
+            time.sleep(0.2)  # released meanwhile, or its holder is still writing its record
+            continue
         stale = stale_reason(holder, timeouts["lock_stale"], timeouts["lock_lease"])
         if stale and not took_over:
             _take_over(host, lay, holder, stale)
@@ -98,11 +102,27 @@ def parse_holder(text: str) -> dict:
     except ValueError:
         holder = {}
     if holder and clock:
-        now, *mtimes = (_int(x) for x in (clock[-1] + ["", "", ""])[1:4])
+        now, *mtimes = (_int(x) for x in (clock[-1] + ["", "", ""])[1:4])  # LOCK: lock_dir_age
         for key, mtime in zip(("age", "heartbeat_age"), mtimes, strict=True):
             if now is not None and mtime is not None:
                 holder[key] = max(0, now - mtime)
     return holder
+
+
+NEW_LOCK = 5  # seconds: a lock younger than this without a holder record is being taken
+
+
+def lock_dir_age(text: str) -> int | None:
+    """The lock directory's age by the host's clock; None when there is no lock (anymore). A
+    `read` without the lock's time (an older mlctl's output) counts as present, age unknown."""
+    clock = [ln.split(" ") for ln in text.strip().splitlines() if ln.startswith(lockcmd.CLOCK)]
+    if not clock:
+        return NEW_LOCK
+    fields = (clock[-1] + ["", "", "", ""])[1:5]
+    now, mtime = _int(fields[0]), _int(fields[3])
+    if now is None or mtime is None:
+        return None
+    return max(0, now - mtime)
 
 
 def _int(word: str) -> int | None:

@@ -53,21 +53,28 @@ def test_a_lock_without_heartbeat_keeps_the_old_rules():
 
 def test_ages_are_measured_on_the_hosts_clock():
     rec = '{"host": "ci", "pid": 9, "user": "ci", "action": "deploy", "time": 0, "release": "R"}'
-    holder = locking.parse_holder(f"{rec}\nclock 1000 900 990\n")
+    holder = locking.parse_holder(f"{rec}\nclock 1000 900 990 900\n")
     assert (holder["age"], holder["heartbeat_age"]) == (100, 10)
     assert "for 100s, heartbeat 10s ago" in locking.describe_holder(holder)
     assert "ci@ci pid 9 (deploy R" in locking.describe_holder(holder)
-    old = locking.parse_holder(f"{rec}\nclock 1000 900 \n")  # no heartbeat file
+    old = locking.parse_holder(f"{rec}\nclock 1000 900  900\n")  # no heartbeat file
     assert old["age"] == 100 and "heartbeat_age" not in old
-    assert locking.parse_holder("clock 1000  \n") == {}  # no lock at all
+    assert locking.parse_holder("clock 1000   \n") == {}  # no lock at all
+
+
+def test_a_lock_released_or_being_taken_is_retried_not_taken_over():
+    assert locking.lock_dir_age("clock 1000   \n") is None  # released meanwhile
+    assert locking.lock_dir_age("clock 1000   998\n") == 2  # just made, no holder yet
+    assert locking.lock_dir_age('{"pid": 1}\nclock 1000 900 990 900\n') == 100
 
 
 def test_lock_commands():
     assert lockcmd.read(LAY).render() == (
         "cat /srv/app/.mlctl/lock/holder.json 2>/dev/null; "
-        'printf "clock %s %s %s\\n" "$(date +%s)" '
+        'printf "clock %s %s %s %s\\n" "$(date +%s)" '
         '"$( stat -c %Y /srv/app/.mlctl/lock/holder.json 2>/dev/null)" '
-        '"$( stat -c %Y /srv/app/.mlctl/lock/heartbeat 2>/dev/null)"'
+        '"$( stat -c %Y /srv/app/.mlctl/lock/heartbeat 2>/dev/null)" '
+        '"$( stat -c %Y /srv/app/.mlctl/lock 2>/dev/null)"'
     )
     assert lockcmd.heartbeat(LAY, "r1").render() == (
         'grep -qF \'"run_id": "r1"\' /srv/app/.mlctl/lock/holder.json 2>/dev/null && '
@@ -90,6 +97,9 @@ def test_lock_read_and_heartbeat_on_a_real_directory(tmp_path):
     assert sh(lockcmd.heartbeat(lay, "r1")).returncode == 0
     parsed = locking.parse_holder(sh(lockcmd.read(lay)).stdout)
     assert parsed["run_id"] == "r1" and parsed["heartbeat_age"] <= 1 and parsed["age"] >= 29
+    assert locking.lock_dir_age(sh(lockcmd.read(lay)).stdout) is not None
+    subprocess.run(["rm", "-rf", str(tmp_path / ".mlctl" / "lock")])
+    assert locking.lock_dir_age(sh(lockcmd.read(lay)).stdout) is None
 
 
 def test_signals_map_to_exit_codes_and_messages():

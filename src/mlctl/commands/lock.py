@@ -37,19 +37,22 @@ def acquire(lay: Layout) -> Cmd:
     )
 
 
-CLOCK = "clock"  # read's last line: `clock NOW HOLDER_MTIME HEARTBEAT_MTIME` (host's clock)
+CLOCK = "clock"  # read's last line: `clock NOW HOLDER BEAT LOCK`, mtimes by the host's clock
 
 
 def read(lay: Layout) -> Cmd:
-    """The holder record (if any), then the clock line (empty fields for missing files)."""
+    """The holder record (if any), then the clock line: the host's time and the mtimes of
+    holder.json, the heartbeat and the lock directory (empty for a missing one)."""
     holder, beat = f"{lay.lock}/holder.json", f"{lay.lock}/heartbeat"
     return Cmd(
         (
             Cmd.of("cat", holder),
-            Raw(f'2>/dev/null; printf "{CLOCK} %s %s %s\\n" "$(date +%s)" "$('),
+            Raw(f'2>/dev/null; printf "{CLOCK} %s %s %s %s\\n" "$(date +%s)" "$('),
             Cmd.of("stat", "-c", "%Y", holder),
             Raw('2>/dev/null)" "$('),
             Cmd.of("stat", "-c", "%Y", beat),
+            Raw('2>/dev/null)" "$('),
+            Cmd.of("stat", "-c", "%Y", lay.lock),
             Raw('2>/dev/null)"'),
         )
     )
