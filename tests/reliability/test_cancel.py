@@ -109,7 +109,7 @@ def test_sigterm_during_the_venv_build(case, tmp_path):
     with serving(case), case.changed({"requirements.txt": req + "six==1.15.0\n"}, "six") as commit:
         proc = case.popen("test", "deploy", "--summary", str(summary))
         wait_for_line(proc, "building venv")
-        wait_on_host(case, case.hosts[0], "pgrep -f 'pip install' >/dev/null", "pip install")
+        wait_on_host(case, case.hosts[0], "pgrep -f 'pip[ ]install' >/dev/null", "pip install")
         code, err = terminate(proc)
         assert code == 143, err
         assert "terminated by SIGTERM" in err.strip().splitlines()[-1], err
@@ -228,7 +228,7 @@ def test_cut_connection_during_the_build_leaves_no_process_behind(case):
     req = case.read("requirements.txt")
     files = {"requirements.txt": req + "six==1.14.0\n"}
     with serving(case), case.changed(files, "six for the cut") as commit:
-        cutter = cut_when(case, h2, "pgrep -f 'pip install' >/dev/null")
+        cutter = cut_when(case, h2, "pgrep -f 'pip[ ]install' >/dev/null")
         try:
             p = case.fails("test", "deploy", "--set", "timeouts.connect=5")
         finally:
