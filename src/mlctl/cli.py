@@ -121,37 +121,37 @@ def main(argv: list[str] | None = None) -> int:
 def run(spec: TaskSpec, env: str | None, args) -> int:
     import time
 
-    from . import summary
+    from . import cancel, summary
 
     summary_path = getattr(args, "summary", None)
     if summary_path:
         os.environ["MLCTL_SUMMARY"] = summary_path
     started, outcome = time.time(), {"code": 1, "error": ""}
+    env = env or os.environ.get("MLCTL_ENV")
+
+    def last_words(code: int) -> None:
+        summary.write(spec.name, env, code, "stopped by a second signal", started)
+
+    cancel.install(last_words)
     try:
-        outcome["code"] = _run_task(spec, env or os.environ.get("MLCTL_ENV"), args, outcome)
+        outcome["code"] = _run_task(spec, env, args, outcome)
     finally:
-        summary.write(
-            spec.name,
-            env or os.environ.get("MLCTL_ENV"),
-            outcome["code"],
-            outcome["error"],
-            started,
-        )
+        summary.write(spec.name, env, outcome["code"], outcome["error"], started)
     return outcome["code"]
 
 
 def _run_task(spec: TaskSpec, env: str | None, args, outcome: dict) -> int:
-    from . import console
+    from . import cancel, console
     from .selection import Selection
 
-    options = {o.name: getattr(args, o.name) for o in spec.opts}
+    options, settings = spec.split({o.name: getattr(args, o.name) for o in spec.opts})
     hosts = (args.only_hosts or []) + (getattr(args, "task_only_hosts", None) or [])
     try:
         sel = Selection(
             env=env,
             hosts=hosts or None,
             inventory_path=args.inventory,
-            overrides=parse_sets(args.set + getattr(args, "task_set", [])),
+            overrides={**parse_sets(args.set + getattr(args, "task_set", [])), **settings},
             log_dir=args.log_dir,
             debug=args.debug,
         )
@@ -163,10 +163,10 @@ def _run_task(spec: TaskSpec, env: str | None, args, outcome: dict) -> int:
         console.fail(str(e))
         outcome["error"] = str(e)
         return e.exit_code
-    except KeyboardInterrupt:
-        outcome["error"] = "interrupted"
-        console.fail("interrupted; the lock was released and the current release left serving")
-        return 130
+    except KeyboardInterrupt as e:
+        outcome["error"] = cancel.describe(e)
+        console.fail(f"{outcome['error']}; {cancel.AFTERMATH}")
+        return cancel.exit_code(e)
     except Exception as e:  # noqa: BLE001 — still one line; -v shows where it came from
         _traceback(args)
         hint = "" if args.debug else " — run again with -v for the traceback"

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import (
+    cancel,
     console,
     guards,
     locking,
@@ -147,10 +148,12 @@ class Deploy:
             sess.each(self.finish)
             self.tag()
         except BaseException as e:
-            self.fail(e)
+            with cancel.held(reraise=False):  # a signal now must not cut the cleanup short
+                self.fail(e)
             raise
         finally:
-            self.unlock_all()
+            with cancel.held(reraise=False):
+                self.unlock_all()
         return self.rid
 
     def preflight(self, host) -> None:
@@ -290,13 +293,11 @@ class Deploy:
                 req_hash, iset, facts["python"], facts["machine"], facts["libc"]
             )
             payload = wheelhouse.tarball(local, tuple(sorted(iset.files)))
-        host.stream(
-            "upload wheelhouse" if offline else "upload requirements",
-            Cmd.of("mkdir", "-p", wh).then(Cmd.of("tar", "-xf", "-", "-C", wh, "--no-same-owner")),
-            payload,
-        )
+        receive = relcmd.receive_wheelhouse(wh, self.rid)
+        host.stream("upload wheelhouse" if offline else "upload requirements", receive, payload)
         find_links = wh if offline else None
-        cmd = relcmd.build_venv(self.cfg["python"], venv, find_links, f"{wh}/{iset.top}")
+        requirements = f"{wh}/{iset.top}"
+        cmd = relcmd.build_venv(self.cfg["python"], venv, find_links, requirements, self.rid)
         r = host.run("build venv", cmd, warn=True)
         if not r.ok:  # pip's last line is a "note:"; say which package and why instead
             why = pipfail.reason(mask(r.stderr or r.stdout, self.sess.secrets))
@@ -390,11 +391,13 @@ class Deploy:
 
     def fail(self, error: BaseException) -> None:
         """Put every host back on the release it served before; nothing half-done stays current."""
-        why = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        why = cancel.describe(error) if isinstance(error, KeyboardInterrupt) else str(error)
         self.needs_operator = isinstance(error, NeedsOperator)
         self.sess.journal.record("", "deploy", outcome="failed", stage=self.stage, error=why)
         if self.dry:
             return
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C, SIGTERM, SIGHUP: stop the step first
+            self.still_running(cancel.stop_remote(self.sess))
         # Cleanup must reach every host: reopen connections a cut link closed.
         self.sess.each_settled(self.sess.reconnect)
         if self.switched:
@@ -406,6 +409,18 @@ class Deploy:
             self.sess.each_settled(self.discard)
         # Every run that took a lock leaves its outcome next to its "started" record.
         self.sess.each_settled(lambda h: self.record_failure(h, why), list(self.locked))
+
+    def still_running(self, hosts: list) -> None:
+        """Hosts where the interrupted step did not end: a migration there may still be
+        running, so its snapshot is not restored under it (an operator decides)."""
+        for host in [h for h in hosts if h in self.migrated]:
+            self.migrated.remove(host)
+            self.needs_operator = True
+            console.warn(
+                f"{host.name}: the migration may still be running, so the snapshot "
+                f"{self.snapshots.get(host.name)} was NOT restored — when it has finished, "
+                "inspect the schema, then `mlctl ENV restore SNAPSHOT` or deploy again"
+            )
 
     def record_failure(self, host, why: str) -> None:
         event = {
@@ -537,11 +552,9 @@ def _printer(host, streamed: bool = False):
     """In --dry-run, every step prints its exact command instead of running it."""
 
     def show(step, cmd, *args, **kwargs):
-        from .shell import wrap
-
-        as_root = kwargs.get("root", True) and not host.local
-        user = None if host.local else kwargs.get("user")
-        text = wrap(cmd, as_root=as_root, user=user).display(host.session.secrets)
+        timeout = kwargs.get("timeout") or host.session.cfg["timeouts"]["command"]
+        wrapped = host.wrapped(cmd, kwargs.get("root", True), kwargs.get("user"), timeout)
+        text = wrapped.display(host.session.secrets)
         suffix = " < archive" if streamed else ""
         console.out(f"[{host.name}] {step}: {text}{suffix}")
         return Result("", "", 0, 0)

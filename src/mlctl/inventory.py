@@ -410,6 +410,7 @@ def _finish(inv: Inventory, name: str, s: dict, sources: dict) -> None:
         s["health"]["url"] = f"http://{health_address(s)}/healthz"
     if s.get("tag_deploys") is None:
         s["tag_deploys"] = s["connection"] != "local"
+    _check_lock_times(inv, s["timeouts"], sources)
     # The inventory's own values were checked by validate(); these came from MLCTL_* or --set.
     problem = unsafe_deploy_to(s["deploy_to"], s["connection"] == "local")
     if problem:
@@ -433,6 +434,22 @@ def health_address(s: dict) -> str:
     if s["service"] != "pidfile" or s["bind"].startswith("unix:") or not port.isdigit():
         return "127.0.0.1"
     return f"{'127.0.0.1' if host in ('', '0.0.0.0', '[::]', '::') else host}:{port}"
+
+
+MIN_LEASE = 2.0  # the holder refreshes its heartbeat every lease/4 seconds
+
+
+def _check_lock_times(inv: Inventory, t: dict, sources: dict) -> None:
+    if t["lock_lease"] < MIN_LEASE:
+        raise InventoryError(
+            f"{_origin(inv, sources, 'timeouts.lock_lease')}: must be at least "
+            f"{MIN_LEASE:g} seconds, got {t['lock_lease']:g}"
+        )
+    if t["lock_wait"] < 0:
+        raise InventoryError(
+            f"{_origin(inv, sources, 'timeouts.lock_wait')}: must not be negative, "
+            f"got {t['lock_wait']:g}"
+        )
 
 
 def _origin(inv: Inventory, sources: dict, key: str) -> str:

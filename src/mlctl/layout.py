@@ -1,12 +1,13 @@
 """Where things live under DEPLOY_TO on a server (SPEC 5), in one place.
 
 releases/<id>/        code of one commit, static files, REVISION, MANIFEST, .venv -> venvs/<hash>
-venvs/<hash>/         virtualenvs keyed by requirements hash, shared by releases
-wheelhouse/<hash>/    wheels uploaded once per requirements hash
+venvs/<hash>          -> <hash>.<id>/: a virtualenv keyed by requirements hash, shared by
+                      releases, built in <hash>.<id>/ and linked into place once complete
+wheelhouse/<hash>/    wheels uploaded once per requirements hash (unpacked aside, renamed)
 shared/               .env (0640 root:APP_USER), media/, logs/ — linked into releases
 current -> releases/<id>
 backups/db/<id>-{before,after}-migrate.<ext>
-.mlctl/lock/          the deploy lock (atomic mkdir) with holder.json
+.mlctl/lock/          the deploy lock (atomic mkdir) with holder.json and its heartbeat
 .mlctl/history.jsonl  one JSON line per deploy/rollback event
 .mlctl/releases/<id>.json  release metadata: status (building|partial|good|bad), commit, who, when
 .mlctl/marker         the environment this server belongs to

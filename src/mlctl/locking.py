@@ -1,17 +1,21 @@
 """The deploy lock on every host: take it (first host, then the rest), wait for a live holder,
-take over a stale one, release it. One lock per DEPLOY_TO, an atomic `mkdir` (commands/lock.py)."""
+take over a stale one, release it. One lock per DEPLOY_TO, an atomic `mkdir` (commands/lock.py).
+
+The lock is a lease: while a run holds it, a thread of that run touches the lock's heartbeat on
+every host every lease/4 seconds. A lock whose heartbeat is older than `timeouts.lock_lease` is
+stale whichever machine took it (a cancelled CI job's runner is gone, its pid means nothing
+here); a holder on this machine whose process is gone is stale at once."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import signal
 import socket
 import threading
 import time
 
-from . import console
+from . import cancel, console
 from .commands import lock as lockcmd
 from .errors import LockHeld, RemoteCommandFailed
 from .journal import local_user
@@ -47,9 +51,14 @@ def lock(host, action: str, release: str = "") -> None:
     while True:
         r = _try_lock(host, lay, data)
         if r is None:
+            heartbeat_for(host.session).add(host)
             return
         holder = parse_holder(r)
-        stale = stale_reason(holder, timeouts["lock_stale"])
+        lock_age = lock_dir_age(r)
+        if lock_age is None or (not holder and lock_age < NEW_LOCK):
+            time.sleep(0.2)  # released meanwhile, or its holder is still writing its record
+            continue
+        stale = stale_reason(holder, timeouts["lock_stale"], timeouts["lock_lease"])
         if stale and not took_over:
             _take_over(host, lay, holder, stale)
             took_over = True
@@ -60,7 +69,8 @@ def lock(host, action: str, release: str = "") -> None:
         waited = f" after waiting {timeouts['lock_wait']:g}s" if timeouts["lock_wait"] else ""
         raise LockHeld(
             f"{host.name}: deploy lock held by {describe_holder(holder)}{waited}",
-            "wait for it to finish (timeouts.lock_wait), or `mlctl ENV unlock` if it is stale",
+            "wait for it to finish (--lock-wait SECONDS, timeouts.lock_wait), or "
+            "`mlctl ENV unlock` if it is stale",
         )
 
 
@@ -82,20 +92,58 @@ def _try_lock(host, lay: Layout, data: bytes):
 
 
 def parse_holder(text: str) -> dict:
+    """The holder record `read` printed, with its `age` and `heartbeat_age` in seconds as the
+    host's clock measures them (absent when unknown: a lock taken before leases existed)."""
+    lines = text.strip().splitlines()
+    clock = [ln.split(" ") for ln in lines if ln.startswith(lockcmd.CLOCK + " ")]
+    body = [ln for ln in lines if not ln.startswith(lockcmd.CLOCK + " ")]
     try:
-        return json.loads(text.strip().splitlines()[0]) if text.strip() else {}
-    except (ValueError, IndexError):
-        return {}
+        holder = json.loads(body[0]) if body and body[0].strip() else {}
+    except ValueError:
+        holder = {}
+    if holder and clock:
+        now, *mtimes = (_int(x) for x in (clock[-1] + ["", "", ""])[1:4])  # LOCK: lock_dir_age
+        for key, mtime in zip(("age", "heartbeat_age"), mtimes, strict=True):
+            if now is not None and mtime is not None:
+                holder[key] = max(0, now - mtime)
+    return holder
 
 
-def stale_reason(holder: dict, max_age: float) -> str:
-    """Why a lock is stale ('' if its holder may be alive)."""
+NEW_LOCK = 5  # seconds: a lock younger than this without a holder record is being taken
+
+
+def lock_dir_age(text: str) -> int | None:
+    """The lock directory's age by the host's clock; None when there is no lock (anymore). A
+    `read` without the lock's time (an older mlctl's output) counts as present, age unknown."""
+    clock = [ln.split(" ") for ln in text.strip().splitlines() if ln.startswith(lockcmd.CLOCK)]
+    if not clock:
+        return NEW_LOCK
+    fields = (clock[-1] + ["", "", "", ""])[1:5]
+    now, mtime = _int(fields[0]), _int(fields[3])
+    if now is None or mtime is None:
+        return None
+    return max(0, now - mtime)
+
+
+def _int(word: str) -> int | None:
+    return int(word) if word.strip().isdigit() else None
+
+
+def stale_reason(holder: dict, max_age: float, lease: float = 0.0, here: str = "") -> str:
+    """Why a lock is stale ('' if its holder may be alive). A holder on this machine whose
+    process is gone is stale at once; any holder whose heartbeat is older than `lease`; a lock
+    without a heartbeat (taken before leases existed) only after `max_age`."""
     if not holder:
         return "no holder recorded"
-    age = time.time() - float(holder.get("time") or 0)
+    age = holder.get("age")
+    if age is None:
+        age = time.time() - float(holder.get("time") or 0)
     pid = int(holder.get("pid") or 0)
-    if holder.get("host") == socket.gethostname() and not process_alive(pid):
+    if holder.get("host") == (here or socket.gethostname()) and not process_alive(pid):
         return f"process {holder.get('pid')} on {holder.get('host')} is gone"
+    beat = holder.get("heartbeat_age")
+    if lease and beat is not None and beat > lease:
+        return f"no heartbeat for {beat:g}s, more than timeouts.lock_lease ({lease:g}s)"
     if max_age and age > max_age:
         return f"older than {max_age:g}s"
     return ""
@@ -115,12 +163,16 @@ def process_alive(pid: int) -> bool:
 
 
 def describe_holder(h: dict) -> str:
+    """`user@machine pid N (deploy RELEASE, since 12:00:00, for 30s, heartbeat 2s ago)`."""
     if not h:
         return "an unknown holder"
     since = time.strftime("%H:%M:%S", time.localtime(float(h.get("time") or 0)))
+    ages = f", for {h['age']:g}s" if h.get("age") is not None else ""
+    if h.get("heartbeat_age") is not None:
+        ages += f", heartbeat {h['heartbeat_age']:g}s ago"
     return (
         f"{h.get('user')}@{h.get('host')} pid {h.get('pid')} ({h.get('action')} "
-        f"{h.get('release') or ''}, since {since})"
+        f"{h.get('release') or ''}, since {since}{ages})"
     ).replace(" ,", ",")
 
 
@@ -133,37 +185,61 @@ def lock_hosts(sess, action: str, release: str, locked: list) -> None:
         lock(h, action, release)
         locked.append(h)
 
-    with deferred_interrupt():
+    with cancel.held():
         take(first)
         if rest:
             sess.each(take, rest)
 
 
-@contextlib.contextmanager
-def deferred_interrupt():
-    """Hold a Ctrl-C until the block ends (a second one goes through at once).
-
-    Taking the locks runs in threads that a Ctrl-C would not stop: a lock they take after the
-    interrupt would be left without its outcome in the history, and held.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pressed: list = []
-
-    def hold(signum, frame):
-        if pressed:
-            raise KeyboardInterrupt
-        pressed.append(signum)
-
-    previous = signal.signal(signal.SIGINT, hold)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if pressed:
-        raise KeyboardInterrupt
-
-
 def unlock(host) -> None:
     host.run("unlock", lockcmd.release(layout(host), host.session.journal.run_id), warn=True)
+    heartbeat_for(host.session).discard(host)
+
+
+class Heartbeat:
+    """A daemon thread that refreshes this run's lease on every host it holds a lock on, through
+    the host's own connection, every lease/4 seconds (1 to 15). A beat that fails (a connection
+    being reopened) is simply retried at the next one."""
+
+    def __init__(self, sess):
+        self.sess = sess
+        self.hosts: list = []
+        self.stopped = threading.Event()
+        lease = sess.cfg["timeouts"]["lock_lease"]
+        self.every = min(15.0, max(1.0, lease / 4))
+        self.thread = threading.Thread(target=self._beat, name="mlctl-heartbeat", daemon=True)
+
+    def add(self, host) -> None:
+        if host not in self.hosts:
+            self.hosts.append(host)
+        if not self.thread.is_alive() and not self.stopped.is_set():
+            self.thread.start()
+
+    def discard(self, host) -> None:
+        if host in self.hosts:
+            self.hosts.remove(host)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.every):
+            for host in list(self.hosts):
+                with contextlib.suppress(Exception):
+                    beat(host)
+
+
+def beat(host) -> None:
+    """One heartbeat: not a step of the run (not logged, not counted as a round trip)."""
+    sess = host.session
+    transport = getattr(host.c, "transport", None)
+    if transport is not None and not transport.is_active():
+        return  # closed (being reopened): Fabric would silently open this one again
+    cmd = host.wrapped(lockcmd.heartbeat(layout(host), sess.journal.run_id), True, None, 30)
+    host.c.run(cmd.render(), hide=True, warn=True, in_stream=False, timeout=40)
+
+
+def heartbeat_for(sess) -> Heartbeat:
+    if getattr(sess, "heartbeat", None) is None:
+        sess.heartbeat = Heartbeat(sess)
+    return sess.heartbeat

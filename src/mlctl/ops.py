@@ -147,6 +147,11 @@ def release_rows(facts: dict) -> list[dict]:
     return out
 
 
+def _lock_limits(sess) -> tuple[float, float]:
+    t = sess.cfg["timeouts"]
+    return t["lock_stale"], t["lock_lease"]
+
+
 def lock_task(sel) -> int:
     sess = _connected(sel, "lock")
     try:
@@ -156,7 +161,7 @@ def lock_task(sel) -> int:
             if not holder:
                 console.out(f"{h.name}: free")
                 continue
-            stale = locking.stale_reason(holder, sess.cfg["timeouts"]["lock_stale"])
+            stale = locking.stale_reason(holder, *_lock_limits(sess))
             console.out(
                 f"{h.name}: held by {locking.describe_holder(holder)}"
                 + (f" — stale: {stale}" if stale else "")
@@ -175,7 +180,7 @@ def unlock_task(sel, force=False, yes=False) -> int:
             if not holder:
                 console.out(f"{h.name}: free")
                 continue
-            stale = locking.stale_reason(holder, sess.cfg["timeouts"]["lock_stale"])
+            stale = locking.stale_reason(holder, *_lock_limits(sess))
             if not stale and not force:
                 raise UsageError(
                     f"{h.name}: lock held by {locking.describe_holder(holder)} may still be alive",

@@ -32,17 +32,25 @@ def commands(lay: Layout, facts: dict, release: str, keep: int) -> list[Cmd]:
 
 
 def unused_venvs(lay: Layout) -> Cmd:
-    """Delete venvs (and their wheelhouses) no remaining release links to; best effort, in a
-    subshell, so it never stops (or moves) the script it is part of."""
+    """Delete venv links (and their wheelhouses) no remaining release links to, then the venv
+    directories no link points to (half-built ones only when no running build holds
+    them), and wheelhouses left half-uploaded; best effort, in a subshell, so it never stops (or
+    moves) the script it is part of."""
     return Cmd(
         (
             Raw("("),
             Cmd.of("cd", lay.root),
             Raw(
-                '&& for v in venvs/*; do [ -d "$v" ] || continue; h=${v#venvs/};'
+                '&& for v in venvs/*; do [ -L "$v" ] || continue; h=${v#venvs/};'
                 " used=0; for l in releases/*/.venv;"
                 ' do [ "$(readlink "$l")" = "$PWD/$v" ] && used=1;'
-                ' done; [ $used = 1 ] || rm -rf "$v" "wheelhouse/$h"; done ) || true'
+                ' done; [ $used = 1 ] || rm -rf "$v" "wheelhouse/$h"; done;'
+                ' for v in venvs/*; do [ -d "$v" ] && [ ! -L "$v" ] || continue; linked=0;'
+                ' for l in venvs/* releases/*/.venv; do [ -L "$l" ] || continue;'
+                ' t=$(readlink "$l"); [ "$t" = "${v#venvs/}" ] || [ "$t" = "$PWD/$v" ] &&'
+                " linked=1; done;"
+                ' [ $linked = 1 ] || flock -n "$v" rm -rf "$v" "wheelhouse/${v#venvs/}"; done;'
+                ' for w in wheelhouse/*.tmp-*; do [ -d "$w" ] && rm -rf "$w"; done ) || true'
             ),
         )
     )

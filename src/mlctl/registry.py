@@ -20,6 +20,7 @@ class Opt:
     choices: tuple = ()
     short: str = ""
     positional: bool = False
+    setting: str = ""  # an option that overrides this inventory setting (not passed to the task)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,16 @@ class TaskSpec:
     opts: tuple = field(default_factory=tuple)
     needs_env: bool = True
 
+    def split(self, values: dict) -> tuple[dict, dict]:
+        """Option values → (the task function's keyword arguments, setting overrides)."""
+        kwargs = {o.name: values.get(o.name) for o in self.opts if not o.setting}
+        overrides = {
+            o.setting: str(values[o.name])
+            for o in self.opts
+            if o.setting and values.get(o.name) is not None
+        }
+        return kwargs, overrides
+
     def function(self):
         module, _, attr = self.target.partition(":")
         return getattr(importlib.import_module(f"mlctl.{module}"), attr)
@@ -39,6 +50,12 @@ YES = Opt(
     "yes", "go on without a prompt (protected envs also need MLCTL_CONFIRM=<env>)", short="-y"
 )
 JSON = Opt("json", "print JSON instead of a table")
+LOCK_WAIT = Opt(
+    "lock_wait",
+    "wait up to SECONDS for a live holder of the deploy lock (timeouts.lock_wait)",
+    float,
+    setting="timeouts.lock_wait",
+)
 
 TASKS = [
     TaskSpec(
@@ -49,6 +66,7 @@ TASKS = [
             Opt("ref", "git ref to deploy (default: the inventory's branch or source.ref)", str),
             Opt("dry_run", "print the plan and commands; change nothing"),
             Opt("skip_tests", "skip the pytest gate (refused on protected environments)"),
+            LOCK_WAIT,
             YES,
         ),
     ),
@@ -59,6 +77,7 @@ TASKS = [
         (
             Opt("to", "release id to roll back to", str),
             Opt("db", "database policy", str, "auto", ("auto", "code-only", "reverse", "restore")),
+            LOCK_WAIT,
             YES,
         ),
     ),

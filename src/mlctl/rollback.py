@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from . import console, guards, locking, steps
+from . import cancel, console, guards, locking, steps
 from .errors import MlctlError, NeedsOperator, RollbackFailed
 from .layout import Layout, check_release_id
 from .selection import open_session
@@ -36,10 +36,12 @@ def rollback_task(sel, to=None, db="auto", yes=False) -> int:
             locking.lock_hosts(sess, "rollback", target, locked)
             run(sess, target, db, locked)
         except BaseException as e:
-            record_failure(locked, target, db, e)
+            with cancel.held(reraise=False):  # a signal now must not cut the cleanup short
+                record_failure(locked, target, db, e)
             raise
         finally:
-            sess.each_settled(locking.unlock, locked)
+            with cancel.held(reraise=False):
+                sess.each_settled(locking.unlock, locked)
     finally:
         sess.close()
     console.done(f"{cfg.name}: serving {target}")
@@ -48,7 +50,7 @@ def rollback_task(sel, to=None, db="auto", yes=False) -> int:
 
 def record_failure(hosts: list, target: str, db: str, error: BaseException) -> None:
     """Every "started" record gets its outcome, also when the rollback fails."""
-    why = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+    why = cancel.describe(error) if isinstance(error, KeyboardInterrupt) else str(error)
     event = {
         "event": "finished",
         "action": "rollback",

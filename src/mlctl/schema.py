@@ -148,6 +148,12 @@ ENV_KEYS = section(
             health=Field(float, 30.0),
             lock_wait=Field(float, 0.0),
             lock_stale=Field(float, 3600.0),
+            lock_lease=Field(
+                float,
+                60.0,
+                doc="a lock whose holder has not refreshed its heartbeat for this long is stale, "
+                "whichever machine took it",
+            ),
             keepalive=Field(int, 15),
         )
     ),

@@ -6,6 +6,7 @@ Per-host work takes a `Host`, whose `.c` is an Invoke Context (local) or a Fabri
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from .connection import local_context, open_connection, ssh_user_for
 from .errors import CommandTimeout, ConnectError, GuardRefused, MlctlError, RemoteCommandFailed
 from .inventory import EnvConfig
 from .journal import Journal
-from .shell import Cmd, mask, wrap
+from .shell import Cmd, Watch, mask, wrap
 
 LOST = -1  # Invoke's exit code when the channel closed without an exit status
 
@@ -60,9 +61,7 @@ class Host:
         """Run one step; log it; raise RemoteCommandFailed unless `warn`."""
         sess = self.session
         timeout = timeout or sess.cfg["timeouts"]["command"]
-        wrapped = wrap(
-            cmd, as_root=root and not self.local, user=None if self.local else user, timeout=timeout
-        )
+        wrapped = self.wrapped(cmd, root, user, timeout)
         shown = wrapped.display(sess.secrets)
         start = time.monotonic()
         self.commands += 1
@@ -110,11 +109,24 @@ class Host:
             console.step(self.name, res.stdout.strip())
         return res
 
+    def wrapped(self, cmd: Cmd, root: bool, user: str | None, timeout: float) -> Cmd:
+        """`cmd` as it runs: under sudo unless local, and under the watcher, tagged with this
+        run's id and the step's number (how a cancelled run's processes are found)."""
+        sess = self.session
+        watch = Watch(sess.cfg["python"], f"{sess.journal.run_id}.{self.commands}")
+        return wrap(
+            cmd,
+            as_root=root and not self.local,
+            user=None if self.local else user,
+            timeout=timeout,
+            watch=watch,
+        )
+
     def stream(self, step: str, cmd: Cmd, data: bytes, root: bool = True) -> Result:
         """Run `cmd` with `data` on its stdin (an archive), in one round trip."""
         sess = self.session
         timeout = sess.cfg["timeouts"]["command"]
-        wrapped = wrap(cmd, as_root=root and not self.local, timeout=timeout)
+        wrapped = self.wrapped(cmd, root, None, timeout)
         start = time.monotonic()
         self.commands += 1
         code, out, err = (_stream_local if self.local else _stream_remote)(
@@ -202,6 +214,7 @@ class Session:
         console.add_secrets(self.secrets)
         names = only_hosts or cfg.hosts
         self.hosts = [Host(n, self) for n in names]
+        self.heartbeat = None  # locking.Heartbeat, while this run holds locks
 
     def add_secrets(self, values) -> None:
         values = [v for v in dict.fromkeys(values) if v and v not in self.secrets]
@@ -273,7 +286,33 @@ class Session:
                     raise
                 time.sleep(1)
 
+    def abort(self) -> None:
+        """Stop every remote command of this run at once: close each host's connection (the
+        watcher on the host stops the command's process group when its channel ends) and open
+        a new one for the cleanup. Local commands are left to end by themselves."""
+        if self.cfg.local:
+            return
+        for h in self.hosts:
+            if h.c is not None:
+                with contextlib.suppress(Exception):
+                    h.c.close()
+        self.each_settled(self._reopen, [h for h in self.hosts if h.c is not None])
+
+    def _reopen(self, host: Host) -> None:
+        deadline = time.monotonic() + self.cfg["timeouts"]["connect"]
+        while True:
+            try:
+                host.c = open_connection(host.name, self.cfg.settings)
+                return
+            except ConnectError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1)
+
     def close(self) -> None:
+        heartbeat = getattr(self, "heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.stop()
         for h in self.hosts:
             close = getattr(h.c, "close", None)
             if close and not self.cfg.local:

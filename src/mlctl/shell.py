@@ -155,6 +155,8 @@ def _render(part, masked: bool) -> str:
         return part.display() if masked else part.render()
     if isinstance(part, _Quoted):
         return quote(part.cmd.display() if masked else part.cmd.render())
+    if isinstance(part, _Program):
+        return part.label if masked else quote(part)
     if isinstance(part, _Op | Raw):
         return str(part)
     if isinstance(part, Assign):
@@ -189,16 +191,54 @@ def mask(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Watch:
+    """How a step runs under remote/watch.py: the host's Python and the run's tag."""
+
+    python: str
+    tag: str  # MLCTL_RUN=<tag> in the step's environment: `<run id>.<step number>`
+
+
 def wrap(
-    cmd: Cmd, as_root: bool = False, user: str | None = None, timeout: float | None = None
+    cmd: Cmd,
+    as_root: bool = False,
+    user: str | None = None,
+    timeout: float | None = None,
+    watch: Watch | None = None,
 ) -> Cmd:
     """The one wrapper every step goes through: `[sudo -n [-u U]] [timeout …] sh -c '<cmd>'`.
 
     The host's own `timeout` kills a command that never returns, even if the connection is gone.
+    With `watch`, the watcher takes the place of `timeout`: `[sudo …] PYTHON -I -S -c <watch>
+    TIMEOUT TAG sh -c '<cmd>'` runs the command in a process group of its own and stops the
+    whole group when the channel ends, on a signal, or after TIMEOUT seconds (exit 124).
     """
     argv: list = []
     if as_root or user:
         argv += ["sudo", "-n"] + (["-u", user] if user else [])
-    if timeout:
+    if watch:
+        limit = str(max(1, int(timeout))) if timeout else "0"
+        argv += [watch.python, "-I", "-S", "-c", WATCHER, limit, watch.tag]
+    elif timeout:
         argv += ["timeout", "-k", "5", str(max(1, int(timeout)))]
     return Cmd((Cmd.of(*argv, "sh", "-c"), _Quoted(cmd)))
+
+
+class _Program(Raw):
+    """A fixed program text passed as one argument: quoted when run, named when shown."""
+
+    def __new__(cls, text: str, label: str):
+        obj = super().__new__(cls, text)
+        obj.label = label
+        return obj
+
+
+def _watcher() -> _Program:
+    from . import remote
+
+    text = remote.source("watch")
+    body = text.split('"""', 2)[2].lstrip("\n")  # the docstring stays on this side
+    return _Program(body, "<mlctl-watch>")
+
+
+WATCHER = _watcher()

@@ -43,6 +43,7 @@ def build(key: str, iset: InstallSet, python: str, machine: str, libc: str) -> P
     target = state_dir() / "wheelhouse" / key
     with _building:
         if not (target / ".complete").exists():
+            _clean_abandoned(target.parent)
             _download(target, iset, python, machine, libc)
     return target
 
@@ -73,8 +74,7 @@ def _download(target: Path, iset: InstallSet, python: str, machine: str, libc: s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     (tmp / ".complete").touch()
-    shutil.rmtree(target, ignore_errors=True)  # an incomplete one left by a killed run
-    os.replace(tmp, target)
+    _move_into_place(tmp, target)
 
 
 _CAPTURE = {"capture_output": True, "text": True}
@@ -155,6 +155,39 @@ def download_argv(dest: Path, top: Path, python: str, machine: str, libc: str) -
     for tag in platform_tags(machine, libc):
         argv += ["--platform", tag]
     return argv
+
+
+def _move_into_place(tmp: Path, target: Path) -> None:
+    """Rename a complete wheelhouse into place. One that another run (another environment, the
+    same requirements) completed meanwhile is kept, as that run may be uploading it: ours goes."""
+    if (target / ".complete").exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    shutil.rmtree(target, ignore_errors=True)  # an incomplete one left by an older version
+    try:
+        os.replace(tmp, target)
+    except OSError:  # completed by another run between the check and the rename
+        if not (target / ".complete").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _clean_abandoned(parent: Path) -> None:
+    """Temporary directories of runs that died while resolving (their pid is gone)."""
+    for tmp in parent.glob("*.tmp-*") if parent.is_dir() else []:
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @functools.lru_cache(maxsize=4)

@@ -381,6 +381,9 @@ def test_dry_run_prints_the_commands_and_changes_nothing(world):
     tree = f"sudo find {D} /etc/nginx /etc/systemd/system -printf '%p %s %T@ %m\\n' | sort"
     before = ssh(farm, h, tree)
     p = mlctl(inv, "test", "deploy", "--dry-run")
-    assert f"[{h.address}] switch and restart: sudo -n sh -c" in p.stdout
+    # every step under the watcher (docs/reliability.md), its program named, not printed
+    switch = f"[{h.address}] switch and restart: sudo -n /usr/bin/python3 -I -S -c <mlctl-watch> "
+    assert switch in p.stdout and " sh -c 'set -e; " in p.stdout, p.stdout
+    assert "import select" not in p.stdout
     assert "collectstatic" in p.stdout and "mv -Tf" in p.stdout
     assert ssh(farm, h, tree) == before

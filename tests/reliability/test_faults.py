@@ -135,7 +135,7 @@ def test_ctrl_c_during_pip_install_leaves_current_and_unlocks(case):
             wait_for_line(proc, "building venv")
             pip = case.hosts[0]
             for _ in range(600):
-                if case.farm.ssh(pip, "pgrep -f 'pip install' >/dev/null").returncode == 0:
+                if case.farm.ssh(pip, "pgrep -f 'pip[ ]install' >/dev/null").returncode == 0:
                     break
                 time.sleep(0.1)
             else:

@@ -1,4 +1,8 @@
-"""The deploy lock: an atomic `mkdir` with the holder's details; history's "started" record."""
+"""The deploy lock: an atomic `mkdir` with the holder's details; history's "started" record.
+
+The lock is a lease: its holder touches `lock/heartbeat` every few seconds while it runs
+(`heartbeat`), and `read` reports the host's clock with the files' times, so a lock's age and its
+heartbeat's age are measured on the host (no clock skew between control machines)."""
 
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ def acquire(lay: Layout) -> Cmd:
             Raw("2>&1); then"),
             Cmd.of("cat").redirect(holder),
             Raw("&&"),
+            Cmd.of("touch", f"{lay.lock}/heartbeat"),
+            Raw("&&"),
             Cmd.of("cat", holder).redirect(lay.history, append=True),
             Raw("; elif"),
             Cmd.of("test", "-d", lay.lock),
@@ -31,8 +37,38 @@ def acquire(lay: Layout) -> Cmd:
     )
 
 
+CLOCK = "clock"  # read's last line: `clock NOW HOLDER BEAT LOCK`, mtimes by the host's clock
+
+
 def read(lay: Layout) -> Cmd:
-    return Cmd((Cmd.of("cat", f"{lay.lock}/holder.json"), Raw("2>/dev/null || true")))
+    """The holder record (if any), then the clock line: the host's time and the mtimes of
+    holder.json, the heartbeat and the lock directory (empty for a missing one)."""
+    holder, beat = f"{lay.lock}/holder.json", f"{lay.lock}/heartbeat"
+    return Cmd(
+        (
+            Cmd.of("cat", holder),
+            Raw(f'2>/dev/null; printf "{CLOCK} %s %s %s %s\\n" "$(date +%s)" "$('),
+            Cmd.of("stat", "-c", "%Y", holder),
+            Raw('2>/dev/null)" "$('),
+            Cmd.of("stat", "-c", "%Y", beat),
+            Raw('2>/dev/null)" "$('),
+            Cmd.of("stat", "-c", "%Y", lay.lock),
+            Raw('2>/dev/null)"'),
+        )
+    )
+
+
+def heartbeat(lay: Layout, run_id: str) -> Cmd:
+    """Refresh the lease, only while this run holds the lock (never re-creates a removed one)."""
+    holder = f"{lay.lock}/holder.json"
+    return Cmd(
+        (
+            Cmd.of("grep", "-qF", f'"run_id": "{run_id}"', holder),
+            Raw("2>/dev/null &&"),
+            Cmd.of("touch", "-c", f"{lay.lock}/heartbeat"),
+            Raw("|| true"),
+        )
+    )
 
 
 def release(lay: Layout, run_id: str) -> Cmd:

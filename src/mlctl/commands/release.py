@@ -78,16 +78,73 @@ def venv_ready(venv: str) -> Cmd:
     return Cmd.of("test", "-f", f"{venv}/.complete")
 
 
-def build_venv(python: str, venv: str, wheelhouse: str | None, requirements: str) -> Cmd:
-    """Create the venv at its final path (venvs are not relocatable), mark it complete last."""
+def clean_partial_venvs(venvs: str) -> Cmd:
+    """Remove half-built venvs (directories without `.complete`) that no running build holds:
+    a build keeps its directory flock'ed while any of its processes lives."""
+    return Cmd(
+        (
+            Raw("("),
+            Cmd.of("cd", venvs),
+            Raw(
+                '&& for d in *; do [ -L "$d" ] || [ ! -d "$d" ] || [ -e "$d/.complete" ] ||'
+                ' flock -n "$d" rm -rf "$d" || true; done ) || true'
+            ),
+        )
+    )
+
+
+def build_venv(
+    python: str, venv: str, wheelhouse: str | None, requirements: str, build: str
+) -> Cmd:
+    """Build the venv in a directory of its own (`<venv>.<build>`, where it stays: venvs are not
+    relocatable) under a lock, mark it complete last, then rename a link to it into place
+    (`<venv>` → `<hash>.<build>`), so `<venv>` is there only when complete. Half-built ones
+    that no build holds any more are removed first."""
     install = ["pip", "install", "--disable-pip-version-check", "-q"]
     if wheelhouse:
         install += ["--no-index", "--find-links", wheelhouse]
+    target = f"{venv}.{build}"
+    name = target.rsplit("/", 1)[-1]
+    tmp_link = f"{venv}.new-{build}"
+    venvs = venv.rsplit("/", 1)[0]
     return script(
-        Cmd.of("rm", "-rf", venv),
-        Cmd.of(python, "-m", "venv", venv),
-        Cmd.of(f"{venv}/bin/python", "-m", *install, "-r", requirements),
-        Cmd.of("touch", f"{venv}/.complete"),
+        Cmd.of("mkdir", "-p", venvs),
+        clean_partial_venvs(venvs),
+        Cmd.of("mkdir", target),
+        Cmd((Raw("exec 9<"), Cmd.of(target))),  # held by every process of this build
+        Cmd.of("flock", "9"),
+        Cmd.of(python, "-m", "venv", target),
+        Cmd.of(f"{target}/bin/python", "-m", *install, "-r", requirements),
+        Cmd.of("touch", f"{target}/.complete"),
+        Cmd.of("ln", "-sfn", name, tmp_link),
+        Cmd.of("mv", "-Tf", tmp_link, venv),
+    )
+
+
+def receive_wheelhouse(wheelhouse: str, build: str) -> Cmd:
+    """Unpack the wheels on stdin into `<wheelhouse>.tmp-<build>`, then rename it into place,
+    unless a complete one is there already (in use by a build: never replaced under it)."""
+    tmp = f"{wheelhouse}.tmp-{build}"
+    done = f"{wheelhouse}/.complete"
+    return script(
+        Cmd.of("mkdir", "-p", wheelhouse.rsplit("/", 1)[0]),
+        Cmd.of("rm", "-rf", tmp),
+        Cmd.of("mkdir", tmp),
+        Cmd.of("tar", "-xf", "-", "-C", tmp, "--no-same-owner"),
+        Cmd.of("touch", f"{tmp}/.complete"),
+        Cmd(
+            (
+                Raw("if"),
+                Cmd.of("test", "-f", done),
+                Raw("; then"),
+                Cmd.of("rm", "-rf", tmp),
+                Raw("; else"),
+                Cmd.of("rm", "-rf", wheelhouse),
+                Raw("&&"),
+                Cmd.of("mv", "-T", tmp, wheelhouse),
+                Raw("; fi"),
+            )
+        ),
     )
 
 

@@ -100,15 +100,28 @@ def _run(spec: TaskSpec, c, options: dict):
 
     from invoke.exceptions import Exit
 
-    from .. import console, summary
+    from .. import cancel, console, summary
 
     started, code, error, sel = time.time(), 1, "", None
+
+    def last_words(exit_code: int) -> None:
+        summary.write(
+            spec.name, sel.env if sel else None, exit_code, "stopped by a second signal", started
+        )
+
+    cancel.install(last_words)
     try:
         sel = selection_for(c)
-        code = int(spec.function()(sel, **options) or 0)
+        kwargs, settings = spec.split(options)
+        sel.overrides.update(settings)
+        code = int(spec.function()(sel, **kwargs) or 0)
     except MlctlError as e:
         console.fail(str(e))
         code, error = e.exit_code, str(e)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: as under `mlctl`
+        error = cancel.describe(e)
+        console.fail(f"{error}; {cancel.AFTERMATH}")
+        code = cancel.exit_code(e)
     finally:
         summary.write(spec.name, sel.env if sel else None, code, error, started)
     if code:

@@ -41,8 +41,8 @@ _mlctl() {
         return
     fi
     case "$task" in
-        deploy) opts="--ref --dry-run --skip-tests --yes -y" ;;
-        rollback) opts="--to --db --yes -y" ;;
+        deploy) opts="--ref --dry-run --skip-tests --lock-wait --yes -y" ;;
+        rollback) opts="--to --db --lock-wait --yes -y" ;;
         check) opts="--json" ;;
         diag) opts="--json --watch --interval" ;;
         status) opts="" ;;
