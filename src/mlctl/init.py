@@ -11,8 +11,9 @@ database settings, then writes into PATH:
     requirements.txt                        only when the project has none (from pyproject.toml)
     .github/workflows/deploy.yml or .gitlab-ci.yml   with --ci
 
-An existing file is never overwritten without --force: it is skipped and named. A second run
-changes nothing and says so.
+An existing file is never overwritten without --force: it is skipped and named. The exception is
+an existing .pre-commit-config.yaml: the hooks it lacks are added to it (precommit.py). A second
+run changes nothing and says so.
 """
 
 from __future__ import annotations
@@ -90,12 +91,12 @@ def init_task(selection, path=".", force=False, ci=None) -> int:
     if ci not in (None, "github", "gitlab"):
         raise UsageError(f"--ci {ci!r}: expected github or gitlab")
     project = inspect(target)
+    hooks = precommit_plan(project, values_of(project))  # refuses an unreadable config first
+    hooks_rel = precommit_rel(project)
     console.info(
         f"Django project {project.name} in {project.manage_dir}: " + "; ".join(project.facts)
     )
     written, skipped = [], []
-    hooks = precommit_plan(project, values_of(project))
-    hooks_rel = precommit_rel(project)
     for rel, text in render_files(project, ci).items():
         dest = target / rel
         if dest.exists() and not force and rel != hooks_rel:  # the hooks are merged, not skipped
