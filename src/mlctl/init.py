@@ -110,11 +110,12 @@ def init_task(selection, path=".", force=False, ci=None) -> int:
         dest.write_text(text)
         written.append(rel)
         if merged:
-            console.step("added", f"hooks {', '.join(hooks.added)} to {rel}", "green")
-            if hooks.not_added:
-                console.step("not added", "; ".join(hooks.not_added))
+            kept = f"its {len(hooks.kept)} hook(s) kept"
+            console.step("added", f"hooks {', '.join(hooks.added)} to {rel} ({kept})", "green")
         else:
             console.step("wrote", rel, "green")
+        if rel == hooks_rel and hooks.not_added:
+            console.step("not added", "; ".join(hooks.not_added))
     for rel in skipped:
         console.step("skipped", f"{rel} (exists; --force overwrites it)", "yellow")
     if hooks.rewritten and hooks_rel in written:

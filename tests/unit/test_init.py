@@ -386,7 +386,7 @@ def test_an_existing_precommit_config_gains_the_missing_hooks_once(project, run_
     added = (
         "trailing-whitespace, end-of-file-fixer, check-yaml, isort, ruff, mlctl-inventory, tests"
     )
-    assert f"added hooks {added} to .pre-commit-config.yaml" in p.stderr
+    assert f"added hooks {added} to .pre-commit-config.yaml (its 1 hook(s) kept)" in p.stderr
     assert "skipped .pre-commit-config.yaml" not in p.stderr
     assert "pre-commit run --all-files, once: the first run may reformat many files" in p.stderr
     text = config.read_text()
@@ -404,7 +404,9 @@ def test_an_existing_precommit_config_gains_the_missing_hooks_once(project, run_
 def test_the_project_tool_settings_shape_the_hooks_and_stay_untouched(project, run_init):
     pyproject = "[tool.black]\nline-length = 100\n\n[tool.ruff.lint]\nselect = ['E', 'F', 'I']\n"
     (project / "pyproject.toml").write_text(pyproject)
-    assert run_init(str(project)).returncode == 0
+    p = run_init(str(project))
+    assert p.returncode == 0, p.stderr
+    assert "not added isort (ruff sorts the imports: rule I in pyproject.toml)" in p.stderr
     config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
     hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
     assert "isort" not in hooks  # ruff's rule I sorts the imports
