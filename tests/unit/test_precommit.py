@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -385,3 +388,20 @@ def test_unreadable_configs_are_refused_with_the_reason(text, message):
     with pytest.raises(precommit.ConfigError) as e:
         precommit.plan(text, wanted(), NONE, "shop")
     assert str(e.value) == message
+
+
+def test_the_pins_are_mlctls_own():
+    """The tools a project's hooks install are the versions mlctl is developed with."""
+    root = Path(precommit.__file__).parents[2]
+    dev = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    ours = yaml.safe_load((root / ".pre-commit-config.yaml").read_text())
+    own_hooks = {
+        d
+        for repo in ours["repos"]
+        for h in repo["hooks"]
+        for d in h.get("additional_dependencies", [])
+    }
+    for tool, version in precommit.PINS.items():
+        pin = f"{tool}=={version}"
+        assert pin in own_hooks, pin
+        assert pin in dev["dev"] or tool == "pre-commit-hooks", pin
