@@ -123,6 +123,11 @@ def init_task(selection, path=".", force=False, ci=None) -> int:
             f"{hooks_rel} was written anew from its data (its repos: is not a block list): its "
             "hooks and settings are kept, its comments and layout are not"
         )
+    if hooks.push_not_installed and hooks_rel in written:
+        project.notes.append(
+            f"the tests hook runs on push, which the default_install_hook_types of {hooks_rel} "
+            "does not install: add pre-push to it, or run pre-commit install --hook-type pre-push"
+        )
     for note in project.notes:
         console.warn(note)
     if not written:

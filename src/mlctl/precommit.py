@@ -232,6 +232,7 @@ class Plan:
     kept: list[str] = field(default_factory=list)  # the project's own hook ids, in order
     not_added: list[str] = field(default_factory=list)  # "black (why)"
     rewritten: bool = False  # the file could only be written anew: its comments are gone
+    push_not_installed: bool = False  # its default_install_hook_types leaves out pre-push
 
 
 def plan(existing: str | None, wanted: list[Hook], s: ToolSettings, name: str) -> Plan:
@@ -245,6 +246,12 @@ def plan(existing: str | None, wanted: list[Hook], s: ToolSettings, name: str) -
         elif why:
             not_added.append(f"{hook.id} ({why})")
     result = Plan("", [h.id for h in add], kept, not_added)
+    types = config.get("default_install_hook_types")
+    result.push_not_installed = (
+        isinstance(types, list)
+        and "pre-push" not in types
+        and any(h.stage == "pre-push" for h in add)
+    )
     if existing is None:
         result.text = new_config(name, add)
     elif not add:

@@ -346,6 +346,9 @@ def test_an_existing_stage_list_is_kept_and_items_at_column_0_keep_their_indent(
     assert plan.text.startswith(config + "# Added by `mlctl init`")
     assert "\n- repo: local\n  hooks:\n    - id: trailing-whitespace\n" in plan.text
     assert plan.text.count("default_install_hook_types") == 1 and not plan.rewritten
+    assert plan.push_not_installed  # init says how to install the tests' stage
+    assert not precommit.plan(None, wanted(), NONE, "shop").push_not_installed
+    assert not precommit.plan(EXISTING, wanted(), NONE, "shop").push_not_installed
     assert yaml.safe_load(plan.text)["repos"][0] == yaml.safe_load(config)["repos"][0]
 
 
