@@ -11,8 +11,9 @@ database settings, then writes into PATH:
     requirements.txt                        only when the project has none (from pyproject.toml)
     .github/workflows/deploy.yml or .gitlab-ci.yml   with --ci
 
-An existing file is never overwritten without --force: it is skipped and named. A second run
-changes nothing and says so.
+An existing file is never overwritten without --force: it is skipped and named. The exception is
+an existing .pre-commit-config.yaml: the hooks it lacks are added to it (precommit.py). A second
+run changes nothing and says so.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from . import __version__, console, pyversion, sdist
+from . import __version__, console, precommit, pyversion, sdist
 from .errors import UsageError
 from .settings_scan import WRITTEN_BY_MLCTL, Read, Scan, is_secret_name, scan
 
@@ -110,6 +111,8 @@ def init_task(selection, path=".", force=False, ci=None) -> int:
     if ci not in (None, "github", "gitlab"):
         raise UsageError(f"--ci {ci!r}: expected github or gitlab")
     project = inspect(target)
+    hooks = precommit_plan(project, values_of(project))  # refuses an unreadable config first
+    hooks_rel = precommit_rel(project)
     console.info(
         f"Django project {project.name} in {project.manage_dir}: " + "; ".join(project.facts)
     )
@@ -117,21 +120,38 @@ def init_task(selection, path=".", force=False, ci=None) -> int:
     written, skipped = [], []
     for rel, text in render_files(project, ci).items():
         dest = target / rel
-        if dest.exists() and not force:
+        if dest.exists() and not force and rel != hooks_rel:  # the hooks are merged, not skipped
             if dest.read_text(errors="replace") != text:
                 skipped.append(rel)
             continue
         if dest.exists() and dest.read_text(errors="replace") == text:
             continue
+        merged = rel == hooks_rel and dest.exists()
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(text)
         written.append(rel)
-        console.step("wrote", rel, "green")
+        if merged:
+            kept = f"its {len(hooks.kept)} hook(s) kept"
+            console.step("added", f"hooks {', '.join(hooks.added)} to {rel} ({kept})", "green")
+        else:
+            console.step("wrote", rel, "green")
+        if rel == hooks_rel and hooks.not_added:
+            console.step("not added", "; ".join(hooks.not_added))
     if ignore_dev_tree(target, project.git_root):
         written.append(".gitignore")
         console.step("wrote", ".gitignore (/var/: the dev deploy tree)", "green")
     for rel in skipped:
         console.step("skipped", f"{rel} (exists; --force overwrites it)", "yellow")
+    if hooks.rewritten and hooks_rel in written:
+        project.notes.append(
+            f"{hooks_rel} was written anew from its data (its repos: is not a block list): its "
+            "hooks and settings are kept, its comments and layout are not"
+        )
+    if hooks.push_not_installed and hooks_rel in written:
+        project.notes.append(
+            f"the tests hook runs on push, which the default_install_hook_types of {hooks_rel} "
+            "does not install: add pre-push to it, or run pre-commit install --hook-type pre-push"
+        )
     for note in project.notes:
         console.warn(note)
     if not written:
@@ -151,6 +171,13 @@ def init_task(selection, path=".", force=False, ci=None) -> int:
     )
     console.info(f"  2. {here}mlctl test setup")
     console.info(f"  3. {here}mlctl test deploy")
+    if hooks_rel in written:
+        root = project.git_root or target
+        at_root = "" if root == Path.cwd().resolve() else f"cd {_shown_rel(root)} && "
+        console.info(
+            f"Hooks: {at_root}pre-commit install && pre-commit run --all-files, once: the first "
+            "run may reformat many files; review them and commit them on their own"
+        )
     console.done(f"wrote {len(written)} file(s), skipped {len(skipped)}")
     return 0
 
@@ -904,10 +931,7 @@ def render_files(p: Project, ci: str | None = None) -> dict[str, str]:
         "fabfile.py": template("fabfile.py.tmpl"),
         "tasks.py": template("tasks.py.tmpl"),
         "Makefile": render(template("Makefile.tmpl"), v),
-        # pre-commit reads its configuration at the repository's root only.
-        _rel((p.git_root or p.target) / ".pre-commit-config.yaml", p.target): render(
-            template("pre-commit-config.yaml.tmpl"), v
-        ),
+        precommit_rel(p): precommit_plan(p, v).text,
         "WORKFLOW.md": render(template("WORKFLOW.md.tmpl"), v),
         v["settings_deploy_file"]: render(template("settings_deploy.py.tmpl"), v),
         v["wsgi_deploy_file"]: render(template("wsgi_deploy.py.tmpl"), v),
@@ -923,3 +947,32 @@ def render_files(p: Project, ci: str | None = None) -> dict[str, str]:
     elif ci == "gitlab":
         out[_rel(root / ".gitlab-ci.yml", p.target)] = render(template("gitlab-ci.yml.tmpl"), v)
     return out
+
+
+# ---------------------------------------------------------------- pre-commit hooks
+
+
+def precommit_rel(p: Project) -> str:
+    # pre-commit reads its configuration at the repository's root only.
+    return _rel((p.git_root or p.target) / ".pre-commit-config.yaml", p.target)
+
+
+def precommit_plan(p: Project, v: dict) -> precommit.Plan:
+    """The hooks init wants, merged into the project's own .pre-commit-config.yaml if it has one."""
+    dirs = list(dict.fromkeys([p.git_root or p.target, p.manage_dir]))
+    found = [
+        (_rel(d / name, p.target), (d / name).read_text(errors="replace"))
+        for d in dirs
+        for name in precommit.SETTINGS_FILES
+        if (d / name).is_file()
+    ]
+    settings = precommit.tool_settings(found)
+    wanted = precommit.hooks(settings, v["inventory_path"], v["inventory_regex"], v["tests_hook"])
+    path = p.target / precommit_rel(p)
+    existing = path.read_text(errors="replace") if path.is_file() else None
+    try:
+        return precommit.plan(existing, wanted, settings, p.name)
+    except precommit.ConfigError as e:
+        raise UsageError(
+            f"{path}: {e}; pre-commit cannot read it either: fix it, then run mlctl init again"
+        ) from None

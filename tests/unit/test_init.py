@@ -368,6 +368,69 @@ def test_fabfile_tasks_and_precommit(project, run_init):
     assert "mysite.settings_deploy" in workflow and "examples/djangoapp" not in workflow
 
 
+THEIR_HOOKS = """\
+# Our hooks.
+repos:
+  - repo: https://github.com/psf/black
+    rev: 24.1.0
+    hooks:
+      - id: black
+        args: [--quiet]
+"""
+
+
+def test_an_existing_precommit_config_gains_the_missing_hooks_once(project, run_init):
+    config = project / ".pre-commit-config.yaml"
+    config.write_text(THEIR_HOOKS)
+    p = run_init(str(project))
+    assert p.returncode == 0, p.stderr
+    added = (
+        "trailing-whitespace, end-of-file-fixer, check-yaml, isort, ruff, mlctl-inventory, tests"
+    )
+    assert f"added hooks {added} to .pre-commit-config.yaml (its 1 hook(s) kept)" in p.stderr
+    assert "skipped .pre-commit-config.yaml" not in p.stderr
+    assert "pre-commit run --all-files, once: the first run may reformat many files" in p.stderr
+    text = config.read_text()
+    assert text.startswith("default_install_hook_types: [pre-commit, pre-push]\n" + THEIR_HOOKS)
+    repos = yaml.safe_load(text)["repos"]
+    assert repos[0] == yaml.safe_load(THEIR_HOOKS)["repos"][0]
+    assert [h["id"] for h in repos[1]["hooks"]] == added.split(", ")
+    again = run_init(str(project))
+    assert "nothing changed" in again.stderr and config.read_text() == text
+    # --force rewrites init's own files, never the project's hooks.
+    forced = run_init(str(project), "--force")
+    assert forced.returncode == 0 and config.read_text() == text
+
+
+def test_the_project_tool_settings_shape_the_hooks_and_stay_untouched(project, run_init):
+    pyproject = "[tool.black]\nline-length = 100\n\n[tool.ruff.lint]\nselect = ['E', 'F', 'I']\n"
+    (project / "pyproject.toml").write_text(pyproject)
+    p = run_init(str(project))
+    assert p.returncode == 0, p.stderr
+    assert "not added isort (ruff sorts the imports: rule I in pyproject.toml)" in p.stderr
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
+    assert "isort" not in hooks  # ruff's rule I sorts the imports
+    assert hooks["black"]["entry"] == "black"  # which reads [tool.black] itself
+    assert (project / "pyproject.toml").read_text() == pyproject
+    (project / ".isort.cfg").write_text("[settings]\nprofile = google\n")
+    (project / "pyproject.toml").write_text("[tool.black]\nline-length = 100\n")
+    (project / ".pre-commit-config.yaml").unlink()
+    assert run_init(str(project)).returncode == 0
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
+    assert hooks["isort"]["entry"] == "isort --filter-files"  # the project's own profile
+
+
+def test_an_unreadable_precommit_config_is_refused_with_one_line(project, run_init):
+    (project / ".pre-commit-config.yaml").write_text("repos:\n  - repo: [\n")
+    p = run_init(str(project))
+    assert p.returncode == 2
+    line = one_line(p.stderr)
+    assert ".pre-commit-config.yaml: not valid YAML (line 3)" in line and "fix it" in line
+    assert not (project / "environments.yaml").exists()
+
+
 @pytest.mark.parametrize("ci", ["github", "gitlab"])
 def test_ci_templates_are_valid_yaml_and_deploy_with_fab(project, run_init, ci):
     p = run_init(str(project), "--ci", ci)
