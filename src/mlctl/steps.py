@@ -87,7 +87,8 @@ def restart(host) -> None:
             raise RemoteCommandFailed(host.name, "stop gunicorn", r.code, _last(r.stderr))
         if r.stderr.strip():
             console.warn(f"{host.name}: {_last(r.stderr)}")
-        host.facts["log_offset"] = json.loads(r.stdout.strip().splitlines()[-1])["log_size"]
+        stopped = r.stdout.strip().splitlines()  # its last line: the log's size, for the gate
+        host.facts["log_offset"] = json.loads(stopped[-1])["log_size"] if stopped else 0
         host.run(
             "start gunicorn",
             Cmd.of("mkdir", "-p", lay.run).then(
