@@ -259,10 +259,14 @@ def test_disk_full_mid_build_switches_no_host(case):
 
 
 def cut_when(world, host, condition: str) -> subprocess.Popen:
-    """On the host: wait until `condition` holds, then kill mlctl's ssh sessions (user deploy)."""
+    """On the host: wait until `condition` holds, then kill mlctl's ssh sessions (user deploy).
+
+    A session's process is "sshd: deploy..." up to OpenSSH 9 (Debian 12) and "sshd-session:
+    deploy..." from OpenSSH 9.8 on (Debian 13).
+    """
     script = (
         f"for i in $(seq 6000); do {condition} && break; sleep 0.01; done; "
-        "for p in $(pgrep -f '^sshd: deploy'); do kill -KILL $p; done; echo cut"
+        "for p in $(pgrep -f '^sshd(-session)?: deploy'); do kill -KILL $p; done; echo cut"
     )
     return subprocess.Popen(
         world.farm.ssh_argv(host, script),
