@@ -113,14 +113,14 @@ def mlctl(
     return run(argv, env=full_env, timeout=timeout, check=check)
 
 
-def mlctl_popen(inventory: Path, *args: str) -> subprocess.Popen:
+def mlctl_popen(inventory: Path, *args: str, **env: str) -> subprocess.Popen:
     """A long-running mlctl (follow, watch) to be stopped with a signal; text pipes."""
     return subprocess.Popen(
         [sys.executable, "-m", "mlctl.cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "MLCTL_INVENTORY": str(inventory)},
+        env={**os.environ, "MLCTL_INVENTORY": str(inventory), **env},
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 from datetime import datetime, timedelta
 
@@ -200,11 +201,27 @@ def test_logs_merge_hosts_and_follow_ends_cleanly_on_ctrl_c(ops):
 
 
 def test_diag_watch_refreshes_until_ctrl_c(ops):
-    proc = mlctl_popen(ops["inv"], "live", "diag", "--watch", "--interval", "1")
-    time.sleep(4)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    # A forced terminal makes rich draw every frame into the pipe: Ctrl-C comes after the second
+    # frame, however long a round takes on a busy machine.
+    proc = mlctl_popen(ops["inv"], "live", "diag", "--watch", "--interval", "1", FORCE_COLOR="1")
+    frames, seen = [], threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            frames.append(line)
+            if sum(chunk.count("updated ") for chunk in frames) >= 2:
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert seen.wait(120), "diag --watch drew fewer than two frames in 120 s"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    reader.join(10)
+    assert proc.returncode == 0, proc.stderr.read()
+    out = "".join(frames)
     for h in ops["live"]:
         assert h.address in out
 
