@@ -162,7 +162,7 @@ def evaluate(facts: dict, settings: dict, unit: str, now: float | None = None) -
             out.append(_judged(facts, "nginx_logs", nginx_5xx_check, name="nginx-5xx"))
     if settings.get("tls_cert"):
         out.append(_judged(facts, "tls", lambda s: tls_check(s, t["cert_days"], now), name="tls"))
-    out.append(_judged(facts, "lock", lambda s: lock_check(s, settings["timeouts"]["lock_stale"])))
+    out.append(_judged(facts, "lock", lambda s: lock_check(s, settings["timeouts"])))
     if any(c.status == FAIL for c in out) and "app_log" in facts:
         out.append(app_log_check(facts["app_log"]))
     return out
@@ -442,22 +442,23 @@ def tls_check(t: dict, min_days: int, now: float | None = None) -> Check:
     return Check("tls", OK, f"certificate valid until {until} ({int(left)} days)")
 
 
-def lock_state(lk: dict, max_age: float) -> tuple[str, str]:
-    """('free'|'held'|'stale', description) of a host's deploy lock."""
+def lock_state(lk: dict, timeouts: dict) -> tuple[str, str]:
+    """('free'|'held'|'stale', description) of a host's deploy lock, judged as a run judges it:
+    a heartbeat older than timeouts.lock_lease, or (without one) an age over lock_stale."""
     from .locking import describe_holder, stale_reason
 
     if not lk.get("exists"):
         return "free", "free"
     holder = lk.get("holder") or {}
     who = describe_holder(holder)
-    reason = stale_reason(holder, max_age)
+    reason = stale_reason(holder, timeouts["lock_stale"], timeouts["lock_lease"])
     if reason:
         return "stale", f"stale lock of {who} ({reason})"
     return "held", f"held by {who}"
 
 
-def lock_check(lk: dict, max_age: float) -> Check:
-    state, text = lock_state(lk, max_age)
+def lock_check(lk: dict, timeouts: dict) -> Check:
+    state, text = lock_state(lk, timeouts)
     if state == "free":
         return Check("lock", OK, "free")
     hint = " — `unlock` removes it" if state == "stale" else ""

@@ -62,7 +62,7 @@ def diag_fields(facts: dict, settings: dict) -> dict:
         "lock": dict(
             zip(
                 ("state", "detail"),
-                lock_state(facts.get("lock") or {}, settings["timeouts"]["lock_stale"]),
+                lock_state(facts.get("lock") or {}, settings["timeouts"]),
                 strict=True,
             )
         ),

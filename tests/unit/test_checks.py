@@ -427,9 +427,21 @@ def test_lock_held_and_stale():
             "time": time.time(),
         },
     }
-    state, text = checks.lock_state(stale, 3600)
+    timeouts = {"lock_stale": 3600, "lock_lease": 60}
+    state, text = checks.lock_state(stale, timeouts)
     assert state == "stale" and "is gone" in text
-    assert checks.lock_state({"exists": False}, 3600) == ("free", "free")
+    assert checks.lock_state({"exists": False}, timeouts) == ("free", "free")
+
+
+def test_lock_of_another_machine_is_judged_by_its_heartbeat():
+    timeouts = {"lock_stale": 3600, "lock_lease": 60}
+    holder = {"user": "ci", "host": "runner-7", "pid": 1, "time": time.time(), "age": 300}
+    alive = {"exists": True, "holder": {**holder, "heartbeat_age": 5}}
+    assert checks.lock_state(alive, timeouts)[0] == "held"
+    dead = {"exists": True, "holder": {**holder, "heartbeat_age": 120}}
+    state, text = checks.lock_state(dead, timeouts)
+    assert state == "stale"
+    assert text.endswith("(no heartbeat for 120s, more than timeouts.lock_lease (60s))"), text
 
 
 def test_local_env_runs_only_local_checks():

@@ -211,6 +211,14 @@ def lock():
         holder = json.loads(holder) if holder else None
     except ValueError:
         holder = {"unreadable": True}
+    if isinstance(holder, dict):  # ages by this host's clock, as the lease is judged
+        now = time.time()
+        for key, name in (("age", None), ("heartbeat_age", "heartbeat")):
+            try:
+                spot = path(".mlctl", "lock", name) if name else path(".mlctl", "lock")
+                holder[key] = max(0, int(now - os.stat(spot).st_mtime))
+            except OSError:
+                pass
     return {"exists": os.path.isdir(path(".mlctl", "lock")), "holder": holder}
 
 
