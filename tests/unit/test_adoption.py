@@ -231,6 +231,53 @@ def test_settings_deploy_keeps_the_projects_names_and_turns_debug_off_first(tmp_
     assert (root / "staticfiles" / "site.css").is_file()
 
 
+def test_settings_deploy_turns_the_https_only_settings_off_unless_the_environment_sets_them(
+    tmp_path,
+):
+    """mlctl's nginx serves plain HTTP: a project's SECURE_SSL_REDIRECT (bakerydemo's defaults
+    to True) redirects every page to an https:// nobody answers, and secure cookies (cookie_shop)
+    never come back, so no form posts. They are off unless the environment sets them."""
+    root = write(
+        tmp_path / "blog",
+        {
+            "manage.py": MANAGE.format(settings="blog.settings"),
+            "blog/__init__.py": "",
+            "blog/urls.py": "urlpatterns = []\n",
+            "blog/settings.py": """\
+                import os
+
+                SECRET_KEY = "k"
+                ROOT_URLCONF = "blog.urls"
+                SECURE_SSL_REDIRECT = os.environ.get("DJANGO_SECURE_SSL_REDIRECT", "1") == "1"
+                SESSION_COOKIE_SECURE = True
+                CSRF_COOKIE_SECURE = True
+                SECURE_HSTS_PRELOAD = True
+                DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x"}}
+                """,
+            "requirements.txt": "Django\ngunicorn\npsycopg[binary]\n",
+        },
+    )
+    git_commit(root)
+    assert run_init(root).returncode == 0
+    names = ["SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"]
+    show = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        f"print(json.dumps([getattr(s, n) for n in {names + ['SECURE_HSTS_PRELOAD']!r}]))"
+    )
+
+    def settings(**environ):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SECURE", "SESSION"))}
+        env.update(DJANGO_SETTINGS_MODULE="blog.settings_deploy", PYTHONPATH=str(root), **environ)
+        p = subprocess.run(
+            [sys.executable, "-c", show], cwd=root, env=env, capture_output=True, text=True
+        )
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+
+    assert settings() == [False, False, False, True]  # HSTS preload: the project's own
+    assert settings(SECURE_SSL_REDIRECT="1", CSRF_COOKIE_SECURE="true") == [True, False, True, True]
+
+
 def test_settings_deploy_helpers_are_all_private():
     """Every module-level name the template defines is a setting it overrides on purpose or
     starts with an underscore: none can replace, or be replaced by, a project's name."""
