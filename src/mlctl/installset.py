@@ -10,6 +10,10 @@ poetry.lock and a bare pyproject.toml end in a line that says what to do.
 The set is uploaded next to the wheels and pip installs from that copy, so a generated set and one
 spread over included files install the same way. The venv key covers every byte of the set, the
 host's Python and its platform: a change anywhere in the closure builds a new venv.
+
+mlctl runs the app with gunicorn. A set that does not name it (a project served by uwsgi, say)
+gets `build.server` (a pinned gunicorn) as a second file, installed after the set by a pip run of
+its own: a hashed set (a lock export) stays valid, and the key covers that file too.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 from .errors import PreflightFailed
 
 TOP = "requirements.txt"  # the name a generated set is installed from
+SERVER = "mlctl-server.txt"  # the second file: the gunicorn mlctl adds when the set has none
 INCLUDE_OPTIONS = {"-r": "-r", "--requirement": "-r", "-c": "-c", "--constraint": "-c"}
 _UV_EXPORT = ("export", "--frozen", "--no-dev", "--no-emit-project", "--no-header")
 
@@ -39,6 +44,7 @@ class InstallSet:
     top: str  # the file pip is given (-r), relative to the set's root
     files: dict  # every file of the set: path relative to the project directory -> bytes
     origin: str  # what the set was made from, for messages
+    extra: str = ""  # a second file pip installs after `top` (SERVER), or ""
 
     def key(self, python: str, platform: str) -> str:
         """The venv key: every file (name and content), the Python version and the platform."""
@@ -89,6 +95,26 @@ def resolve(read, setting: str) -> InstallSet:
     extra = len(files) - 1
     origin = setting + (f" and {extra} included file(s)" if extra else "")
     return InstallSet(normalize(setting), files, origin)
+
+
+def names(iset: InstallSet) -> set[str]:
+    """The normalized names of the packages the set's files list (options and comments left)."""
+    found = set()
+    for data in iset.files.values():
+        for line in re.sub(r"\\\r?\n", " ", data.decode(errors="replace")).splitlines():
+            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.sub(r"(^|\s)#.*$", "", line))
+            if m:
+                found.add(re.sub(r"[-_.]+", "-", m.group(1).lower()))
+    return found
+
+
+def with_server(iset: InstallSet, server: str) -> InstallSet:
+    """The set, plus `server` (e.g. gunicorn==27.0.1) in a file of its own when it has no
+    gunicorn: the servers run the app with it whatever the project runs elsewhere."""
+    if not server or iset.extra or "gunicorn" in names(iset):
+        return iset
+    files = {**iset.files, SERVER: f"{server}\n".encode()}
+    return InstallSet(iset.top, files, f"{iset.origin} + {server}", SERVER)
 
 
 # ---------------------------------------------------------------- pip requirements files

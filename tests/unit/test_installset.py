@@ -4,6 +4,7 @@ and wheels built here for packages that ship only a source distribution."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -236,3 +237,44 @@ def test_the_interpreter_is_found_under_pyenv_when_the_path_has_only_a_shim(tmp_
     monkeypatch.setattr(sdist, "_bundled_uv", lambda: None)
     assert sdist.find_interpreter("3.12") == str(real)
     assert sdist.find_interpreter("3.99") is None
+
+
+# ---------------------------------------------------------------- the server mlctl adds
+
+
+def test_a_set_without_gunicorn_gets_the_pinned_server_in_a_file_of_its_own(tmp_path):
+    """bakerydemo serves with uwsgi: its requirements (and their -r files) name no gunicorn."""
+    split = {**SPLIT, "requirements/production.txt": "-r base.txt\nuwsgi>=2.0.17,<2.1\n"}
+    iset = commit(tmp_path, split).install_set("requirements.txt")
+    served = installset.with_server(iset, "gunicorn==27.0.1")
+    assert served.extra == installset.SERVER and served.top == iset.top
+    assert served.files[installset.SERVER] == b"gunicorn==27.0.1\n"
+    assert {k: v for k, v in served.files.items() if k != installset.SERVER} == iset.files
+    assert served.key("3.13", "x86_64") != iset.key("3.13", "x86_64")  # a venv of its own
+    assert installset.with_server(iset, "gunicorn==23.0.0").key("3.13", "x86_64") != (
+        served.key("3.13", "x86_64")
+    )
+    assert "gunicorn==27.0.1" in served.origin
+    assert installset.with_server(iset, "") is iset  # build.server: "" adds nothing
+
+
+def test_a_set_that_names_gunicorn_anywhere_is_left_as_it_is(tmp_path):
+    iset = commit(tmp_path, SPLIT).install_set("requirements.txt")  # in an included file
+    assert installset.with_server(iset, "gunicorn==27.0.1") is iset
+    hashed = InstallSet("requirements.txt", {"requirements.txt": b"Gunicorn==23.0.0 \\\n"
+                        b"    --hash=sha256:ab\n"}, "uv.lock (uv export)")  # fmt: skip
+    assert installset.with_server(hashed, "gunicorn==27.0.1") is hashed
+
+
+def test_the_server_file_is_resolved_into_the_same_wheelhouse(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLCTL_STATE_DIR", str(tmp_path))
+    calls: list = []
+    _fake_pip(monkeypatch, [(0, ""), (0, "")], calls)
+    iset = InstallSet("requirements.txt", {"requirements.txt": b"Django==5.2.19\n"}, "r")
+    served = installset.with_server(iset, "gunicorn==27.0.1")
+    d = wheelhouse.build("k", served, "3.13", "x86_64", "2.41")
+    tops = [c[c.index("-r") + 1] for c in calls]
+    assert tops == [str(d.with_name(f"k.tmp-{os.getpid()}") / n) for n in
+                    ("requirements.txt", installset.SERVER)]  # fmt: skip
+    assert all(c[c.index("--dest") + 1] == c[c.index("--find-links") + 1] for c in calls)
+    assert (d / installset.SERVER).read_text() == "gunicorn==27.0.1\n"
