@@ -278,3 +278,29 @@ def test_the_server_file_is_resolved_into_the_same_wheelhouse(tmp_path, monkeypa
                     ("requirements.txt", installset.SERVER)]  # fmt: skip
     assert all(c[c.index("--dest") + 1] == c[c.index("--find-links") + 1] for c in calls)
     assert (d / installset.SERVER).read_text() == "gunicorn==27.0.1\n"
+
+
+def test_parallel_hosts_share_one_resolve_of_the_install_set(tmp_path, monkeypatch):
+    """Two hosts' threads asked at once: one uv export (a second raced in sysconfig)."""
+    import threading
+    import time
+
+    src = commit(tmp_path, {"requirements.txt": "Django==5.2.19\n"})
+    calls: list = []
+
+    def slow_resolve(read, setting):
+        calls.append(setting)
+        time.sleep(0.2)
+        return InstallSet(setting, {setting: b"x"}, setting)
+
+    monkeypatch.setattr(installset, "resolve", slow_resolve)
+    got: list = []
+    threads = [
+        threading.Thread(target=lambda: got.append(src.install_set("requirements.txt")))
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["requirements.txt"] and got[0] is got[1] is got[2]
