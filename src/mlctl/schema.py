@@ -175,7 +175,7 @@ ENV_KEYS = section(
             server=Field(
                 str,
                 "gunicorn==27.0.1",
-                doc="the gunicorn mlctl installs when the requirements name none (\"\": none)",
+                doc='the gunicorn mlctl installs when the requirements name none ("": none)',
             ),
         )
     ),
