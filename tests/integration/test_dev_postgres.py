@@ -25,6 +25,7 @@ import yaml
 from .helpers import free_port, local_postgres
 from .helpers import local_psql as psql
 
+
 @pytest.fixture
 def postgres():
     """A throwaway PostgreSQL server on 127.0.0.1:PORT with role `shop` owning `shop_dev`."""
