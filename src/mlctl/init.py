@@ -724,12 +724,15 @@ def required_env(found: Scan) -> tuple[list[Read], dict[str, str]]:
     return required, aliases
 
 
-POSTGRES_MARK = re.compile(r"django\.contrib\.postgres(\.\w+)*|\bpsqlextra\b")
+# django.contrib.postgres, django-postgres-extra, or raw SQL on a PostgreSQL sequence (the
+# `<table>_id_seq` that cookiecutter-django's sites migration reads: SQLite has none).
+POSTGRES_MARK = re.compile(r"django\.contrib\.postgres(\.\w+)*|\bpsqlextra\b|\b\w+_id_seq\b")
 
 
 def needs_postgres(manage_dir: Path) -> str:
     """Why the project cannot run on SQLite ("" when it can): models or migrations that use
-    django.contrib.postgres (fields, indexes, search, operations) or django-postgres-extra. Only
+    django.contrib.postgres (fields, indexes, search, operations), django-postgres-extra, or SQL
+    on a PostgreSQL sequence. Only
     listing the app in INSTALLED_APPS does not: SQLite migrates that."""
     for path in _python_files(manage_dir):
         rel = path.relative_to(manage_dir)

@@ -11,11 +11,18 @@ What the test writes into each inventory, and why `init` could not know it:
 - the hosts, `known_hosts` and `identity_file`: the farm's addresses and key files;
 - cookie_shop `DJANGO_ADMIN_URL`: the URL prefix of the admin site is the owner's choice;
   `MAILGUN_API_KEY`, `MAILGUN_DOMAIN`: keys of an outside service (dummies: never called here);
-- djangopackages and bakerydemo: nothing beyond the host lines, when `init` found no variable that
-  their settings require without a default.
+- djangopackages: nothing beyond the host lines: its settings require no variable without a
+  default;
+- bakerydemo `PRIMARY_HOST` (not marked EDIT, so it is a human's edit init still misses): its
+  production settings set WAGTAILADMIN_BASE_URL only when the variable exists, and Wagtail's
+  wagtailadmin.W003 then fails `check --deploy`; the site's public host name is the owner's;
+- dev: the PostgreSQL EDIT lines (cookie_shop, djangopackages: migrations that need PostgreSQL)
+  point at a throwaway local server the test starts (tests/integration/helpers.local_postgres),
+  and the port is a free one (flags, not edits): the machine's own, not the project's.
 Deploys pass `--skip-tests`: the test gate runs the project's own tests with the project's own
 dependencies on the control machine (the project's venv), which this suite does not build for
 each project; the gate itself is tested in tests/unit and tests/integration/test_init*.
+Timings per project and step go to $MLCTL_CORPUS_RESULTS (default /tmp/mlctl-corpus-results.json).
 """
 
 from __future__ import annotations
@@ -58,7 +65,14 @@ PROJECTS = {
         },
         "template": "cookie_shop/templates/base.html",
     },
-    "bakerydemo": {"hosts": 1, "values": {}, "template": "bakerydemo/templates/base.html"},
+    "bakerydemo": {
+        "hosts": 1,
+        "values": {},
+        # Not marked EDIT: production.py reads it only `if "PRIMARY_HOST" in os.environ`, yet
+        # Wagtail's wagtailadmin.W003 fails `check --deploy` without WAGTAILADMIN_BASE_URL.
+        "env": {"PRIMARY_HOST": "bakery.example.invalid"},
+        "template": "bakerydemo/templates/base.html",
+    },
     "djangopackages": {"hosts": 1, "values": {}, "template": "templates/base.html"},
 }
 MARK = "<!-- corpus-change-v2 -->"
@@ -91,7 +105,7 @@ def commit(project: Path, message: str) -> str:
     return git(project, "rev-parse", "HEAD")
 
 
-def fill_inventory(path: Path, farm, values: dict) -> list[str]:
+def fill_inventory(path: Path, farm, values: dict, env: dict | None = None) -> list[str]:
     """The owner's edits: the host lines and every value init marked EDIT. Returns the keys of
     the EDIT values that were filled, and fails on an EDIT value the table does not know."""
     text = path.read_text()
@@ -114,6 +128,10 @@ def fill_inventory(path: Path, farm, values: dict) -> list[str]:
 
     pattern = r'(?m)^(?P<indent> +)(?P<key>[A-Z][A-Z0-9_]*): ""(?P<rest>  # EDIT.*)$'
     text = re.sub(pattern, value, text)
+    env_line = "  env:  # plain settings written to the servers' shared .env\n"
+    for key, extra in (env or {}).items():  # values init did not ask for (see the docstring)
+        assert env_line in text
+        text = text.replace(env_line, f"{env_line}    {key}: {json.dumps(extra)}\n", 1)
     path.write_text(text)
     return filled
 
@@ -231,7 +249,7 @@ def test_adopt_setup_deploy_change_rollback(corpus_farm, tmp_path):
     spec, timings = PROJECTS[name], Timings(name)
     project = adopt(name, tmp_path, timings)
     inventory = project / "environments.yaml"
-    filled = fill_inventory(inventory, farm, spec["values"])
+    filled = fill_inventory(inventory, farm, spec["values"], spec.get("env"))
     assert sorted(filled) == sorted(spec["values"]), filled
     v1 = commit(project, "Deploy with mlctl")
 
@@ -267,7 +285,9 @@ def test_dev_deploy_on_this_machine(name, tmp_path):
     """`mlctl dev deploy` with the interpreter init chose; djangopackages on a local PostgreSQL."""
     timings = Timings(name)
     project = adopt(name, tmp_path, timings)
-    fill_inventory(project / "environments.yaml", None, PROJECTS[name]["values"])
+    fill_inventory(
+        project / "environments.yaml", None, PROJECTS[name]["values"], PROJECTS[name].get("env")
+    )
     dev = yaml.safe_load((project / "environments.yaml").read_text())["environments"]["dev"]
     assert re.search(r"python3\.1[23]$", dev["python"]), dev["python"]
     port = free_port()  # not the generated port: another project may hold it on this machine
