@@ -301,7 +301,7 @@ class Deploy:
         requirements = f"{wh}/{iset.top}"
         server = f"{wh}/{iset.extra}" if iset.extra else None
         cmd = relcmd.build_venv(
-            self.cfg["python"], venv, find_links, requirements, self.rid, server
+            self.cfg["python"], venv, find_links, requirements, self.rid, server, iset.complete
         )
         r = host.run("build venv", cmd, warn=True)
         if not r.ok:  # pip's last line is a "note:"; say which package and why instead

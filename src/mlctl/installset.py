@@ -45,6 +45,10 @@ class InstallSet:
     files: dict  # every file of the set: path relative to the project directory -> bytes
     origin: str  # what the set was made from, for messages
     extra: str = ""  # a second file pip installs after `top` (SERVER), or ""
+    # A lock's export lists every package the project needs: pip takes it as it is (--no-deps).
+    # Resolving it again fails in pip's hash mode on an extra of a dependency (github3-py needs
+    # pyjwt[crypto]; the lock pins pyjwt and cryptography, which pip does not match up).
+    complete: bool = False
 
     def key(self, python: str, platform: str) -> str:
         """The venv key: every file (name and content), the Python version and the platform."""
@@ -114,7 +118,7 @@ def with_server(iset: InstallSet, server: str) -> InstallSet:
     if not server or iset.extra or "gunicorn" in names(iset):
         return iset
     files = {**iset.files, SERVER: f"{server}\n".encode()}
-    return InstallSet(iset.top, files, f"{iset.origin} + {server}", SERVER)
+    return InstallSet(iset.top, files, f"{iset.origin} + {server}", SERVER, iset.complete)
 
 
 # ---------------------------------------------------------------- pip requirements files
@@ -202,7 +206,7 @@ def uv_lock(read, setting: str) -> InstallSet:
             f"{setting}: uv export failed: {tail[:200]}",
             "run `uv lock` and commit uv.lock (it must match pyproject.toml)",
         )
-    return InstallSet(TOP, {TOP: p.stdout.encode()}, f"{setting} (uv export)")
+    return InstallSet(TOP, {TOP: p.stdout.encode()}, f"{setting} (uv export)", complete=True)
 
 
 def uv_binary() -> str:
@@ -235,4 +239,4 @@ def pipfile_lock(read, setting: str) -> InstallSet:
         hashes = "".join(f" --hash={h}" for h in spec.get("hashes", []))
         lines.append(f"{name}{extras}{spec['version']}{marker}{hashes}\n")
     text = "# made by mlctl from " + setting + "\n" + "".join(lines)
-    return InstallSet(TOP, {TOP: text.encode()}, f"{setting} (default packages)")
+    return InstallSet(TOP, {TOP: text.encode()}, f"{setting} (default packages)", complete=True)

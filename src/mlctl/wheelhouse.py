@@ -57,8 +57,9 @@ def _download(target: Path, iset: InstallSet, python: str, machine: str, libc: s
     top = iset.write(tmp)
     built: set[str] = set()
     try:
-        for requirements in (top, tmp / iset.extra) if iset.extra else (top,):
-            _resolve(iset, tmp, requirements, built, python, machine, libc)
+        _resolve(iset, tmp, top, built, python, machine, libc, no_deps=iset.complete)
+        if iset.extra:
+            _resolve(iset, tmp, tmp / iset.extra, built, python, machine, libc)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -66,11 +67,14 @@ def _download(target: Path, iset: InstallSet, python: str, machine: str, libc: s
     _move_into_place(tmp, target)
 
 
-def _resolve(iset: InstallSet, tmp: Path, requirements: Path, built: set, *host) -> None:
+def _resolve(
+    iset: InstallSet, tmp: Path, requirements: Path, built: set, *host, no_deps: bool = False
+) -> None:
     """Download the wheels of one file of the set into `tmp`, building the source-only ones."""
     python, machine, libc = host
     while True:
-        p = subprocess.run(download_argv(tmp, requirements, *host), **_CAPTURE)
+        argv = download_argv(tmp, requirements, *host) + (["--no-deps"] if no_deps else [])
+        p = subprocess.run(argv, **_CAPTURE)
         if p.returncode == 0:
             return
         missing = _NO_MATCH.findall(p.stderr)

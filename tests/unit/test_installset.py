@@ -304,3 +304,25 @@ def test_parallel_hosts_share_one_resolve_of_the_install_set(tmp_path, monkeypat
     for t in threads:
         t.join()
     assert calls == ["requirements.txt"] and got[0] is got[1] is got[2]
+
+
+def test_a_lock_export_is_downloaded_and_installed_as_it_is_without_resolving_again(
+    tmp_path, monkeypatch
+):
+    """djangopackages' uv.lock: github3-py needs pyjwt[crypto]; resolving the hashed export
+    again fails in pip ("all requirements must have their versions pinned") on that extra."""
+    from mlctl.commands import release as relcmd
+
+    monkeypatch.setenv("MLCTL_STATE_DIR", str(tmp_path))
+    calls: list = []
+    _fake_pip(monkeypatch, [(0, ""), (0, "")], calls)
+    text = b"pyjwt==2.13.0 \\\n    --hash=sha256:ab\n"
+    lock = InstallSet("requirements.txt", {"requirements.txt": text}, "uv.lock", complete=True)
+    served = installset.with_server(lock, "gunicorn==27.0.1")
+    assert served.complete
+    wheelhouse.build("k", served, "3.13", "x86_64", "2.41")
+    assert ["--no-deps" in c for c in calls] == [True, False]  # the server file resolves
+    cmd = relcmd.build_venv("py", "/v/H", "/w", "/w/r.txt", "R", None, True).render()
+    assert "-q --no-index --find-links /w --no-deps -r /w/r.txt ;" in cmd
+    plain = installset.pipfile_lock(lambda rel: b'{"default": {}}', "Pipfile.lock")
+    assert plain.complete and not InstallSet("r", {}, "r").complete

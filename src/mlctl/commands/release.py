@@ -100,6 +100,7 @@ def build_venv(
     requirements: str,
     build: str,
     server: str | None = None,
+    no_deps: bool = False,
 ) -> Cmd:
     """Build the venv in a directory of its own (`<venv>.<build>`, where it stays: venvs are not
     relocatable) under a lock, mark it complete last, then rename a link to it into place
@@ -109,6 +110,7 @@ def build_venv(
     install = ["pip", "install", "--disable-pip-version-check", "-q"]
     if wheelhouse:
         install += ["--no-index", "--find-links", wheelhouse]
+    deps = ["--no-deps"] if no_deps else []  # a complete lock export: no second resolve
     target = f"{venv}.{build}"
     name = target.rsplit("/", 1)[-1]
     tmp_link = f"{venv}.new-{build}"
@@ -120,7 +122,7 @@ def build_venv(
         Cmd((Raw("exec 9<"), Cmd.of(target))),  # held by every process of this build
         Cmd.of("flock", "9"),
         Cmd.of(python, "-m", "venv", target),
-        Cmd.of(f"{target}/bin/python", "-m", *install, "-r", requirements),
+        Cmd.of(f"{target}/bin/python", "-m", *install, *deps, "-r", requirements),
         *([Cmd.of(f"{target}/bin/python", "-m", *install, "-r", server)] if server else []),
         Cmd.of("touch", f"{target}/.complete"),
         Cmd.of("ln", "-sfn", name, tmp_link),
