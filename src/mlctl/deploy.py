@@ -15,6 +15,7 @@ from . import (
     cancel,
     console,
     guards,
+    installset,
     locking,
     pipfail,
     prune,
@@ -263,7 +264,8 @@ class Deploy:
         return pyversion.needed(self.cfg.project["requires_python"], self.src.text)
 
     def install_set(self):
-        return self.src.install_set(self.cfg.project["requirements"])
+        iset = self.src.install_set(self.cfg.project["requirements"])
+        return installset.with_server(iset, self.cfg["build"]["server"])
 
     def venv_hash(self, host) -> str:
         facts = host.facts
@@ -297,7 +299,10 @@ class Deploy:
         host.stream("upload wheelhouse" if offline else "upload requirements", receive, payload)
         find_links = wh if offline else None
         requirements = f"{wh}/{iset.top}"
-        cmd = relcmd.build_venv(self.cfg["python"], venv, find_links, requirements, self.rid)
+        server = f"{wh}/{iset.extra}" if iset.extra else None
+        cmd = relcmd.build_venv(
+            self.cfg["python"], venv, find_links, requirements, self.rid, server, iset.complete
+        )
         r = host.run("build venv", cmd, warn=True)
         if not r.ok:  # pip's last line is a "note:"; say which package and why instead
             why = pipfail.reason(mask(r.stderr or r.stdout, self.sess.secrets))

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from . import __version__, console, precommit, pyversion, sdist
+from . import __version__, console, precommit, pyversion, schema, sdist
 from .errors import UsageError
 from .settings_scan import WRITTEN_BY_MLCTL, Read, Scan, is_secret_name, scan
 
@@ -385,16 +385,36 @@ def lock_requirements(lock: Path, manage_dir: Path, notes: list[str], facts: lis
     """A lock is installed exactly as locked: init never writes unpinned requirements then."""
     rel = _rel(lock, manage_dir)
     facts.append(f"requirements {rel} (installed exactly as locked)")
-    text = lock.read_text(errors="replace").lower()
-    for name in ("gunicorn", "psycopg"):
-        if not re.search(rf"[\"']{name}(-binary|2|2-binary)?[\"']", text):
-            notes.append(f"add {name} to the project's dependencies and lock again ({lock.name})")
+    if lock.name == "poetry.lock":
+        text = lock.read_text(errors="replace").lower()
+        names = {n for n in PSYCOPG | {"gunicorn"} if re.search(rf"[\"']{n}[\"']", text)}
+    else:
+        names = requirement_names(requirement_closure(lock))
+    server_notes(names, f"the project's dependencies and lock again ({lock.name})", notes)
     if lock.name == "poetry.lock":
         notes.append(
             "EDIT: mlctl cannot install poetry.lock exactly: `poetry export -f requirements.txt "
             "-o requirements.txt`, commit it and set requirements: requirements.txt"
         )
     return rel
+
+
+PSYCOPG = {"psycopg", "psycopg2", "psycopg2-binary", "psycopg-binary"}
+
+
+def server_notes(names: set[str], where: str, notes: list[str]) -> None:
+    """What the servers need that the install set (`names`, its whole closure) lacks."""
+    if "gunicorn" not in names:
+        server = schema.ENV_KEYS["build"].kind["server"].default
+        notes.append(
+            f"the requirements name no gunicorn: mlctl installs {server} next to them on the "
+            "servers (build.server in environments.yaml; your own pin in the requirements wins)"
+        )
+    if not names & PSYCOPG:
+        notes.append(
+            f"add psycopg[binary] to {where}: test and live use PostgreSQL "
+            "(or set database: sqlite in environments.yaml)"
+        )
 
 
 def find_requirements(
@@ -406,16 +426,9 @@ def find_requirements(
         return lock_requirements(lock, manage_dir, notes, facts), None
     for rel in REQUIREMENT_FILES:
         if (manage_dir / rel).is_file():
-            text = (manage_dir / rel).read_text(errors="replace")
             facts.append(f"requirements {rel}")
-            names = requirement_names(text)
-            if "gunicorn" not in names:
-                notes.append(f"add gunicorn to {rel}: the servers run the app with it")
-            if not names & {"psycopg", "psycopg2", "psycopg2-binary", "psycopg-binary"}:
-                notes.append(
-                    f"add psycopg[binary] to {rel}: test and live use PostgreSQL "
-                    "(or set database: sqlite in environments.yaml)"
-                )
+            names = requirement_names(requirement_closure(manage_dir / rel))
+            server_notes(names, rel, notes)
             return rel, None
     deps: list[str] = []
     pyproject = manage_dir / "pyproject.toml"
@@ -711,12 +724,15 @@ def required_env(found: Scan) -> tuple[list[Read], dict[str, str]]:
     return required, aliases
 
 
-POSTGRES_MARK = re.compile(r"django\.contrib\.postgres(\.\w+)*|\bpsqlextra\b")
+# django.contrib.postgres, django-postgres-extra, or raw SQL on a PostgreSQL sequence (the
+# `<table>_id_seq` that cookiecutter-django's sites migration reads: SQLite has none).
+POSTGRES_MARK = re.compile(r"django\.contrib\.postgres(\.\w+)*|\bpsqlextra\b|\b\w+_id_seq\b")
 
 
 def needs_postgres(manage_dir: Path) -> str:
     """Why the project cannot run on SQLite ("" when it can): models or migrations that use
-    django.contrib.postgres (fields, indexes, search, operations) or django-postgres-extra. Only
+    django.contrib.postgres (fields, indexes, search, operations), django-postgres-extra, or SQL
+    on a PostgreSQL sequence. Only
     listing the app in INSTALLED_APPS does not: SQLite migrates that."""
     for path in _python_files(manage_dir):
         rel = path.relative_to(manage_dir)

@@ -10,6 +10,10 @@ poetry.lock and a bare pyproject.toml end in a line that says what to do.
 The set is uploaded next to the wheels and pip installs from that copy, so a generated set and one
 spread over included files install the same way. The venv key covers every byte of the set, the
 host's Python and its platform: a change anywhere in the closure builds a new venv.
+
+mlctl runs the app with gunicorn. A set that does not name it (a project served by uwsgi, say)
+gets `build.server` (a pinned gunicorn) as a second file, installed after the set by a pip run of
+its own: a hashed set (a lock export) stays valid, and the key covers that file too.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 from .errors import PreflightFailed
 
 TOP = "requirements.txt"  # the name a generated set is installed from
+SERVER = "mlctl-server.txt"  # the second file: the gunicorn mlctl adds when the set has none
 INCLUDE_OPTIONS = {"-r": "-r", "--requirement": "-r", "-c": "-c", "--constraint": "-c"}
 _UV_EXPORT = ("export", "--frozen", "--no-dev", "--no-emit-project", "--no-header")
 
@@ -39,6 +44,11 @@ class InstallSet:
     top: str  # the file pip is given (-r), relative to the set's root
     files: dict  # every file of the set: path relative to the project directory -> bytes
     origin: str  # what the set was made from, for messages
+    extra: str = ""  # a second file pip installs after `top` (SERVER), or ""
+    # A lock's export lists every package the project needs: pip takes it as it is (--no-deps).
+    # Resolving it again fails in pip's hash mode on an extra of a dependency (github3-py needs
+    # pyjwt[crypto]; the lock pins pyjwt and cryptography, which pip does not match up).
+    complete: bool = False
 
     def key(self, python: str, platform: str) -> str:
         """The venv key: every file (name and content), the Python version and the platform."""
@@ -89,6 +99,26 @@ def resolve(read, setting: str) -> InstallSet:
     extra = len(files) - 1
     origin = setting + (f" and {extra} included file(s)" if extra else "")
     return InstallSet(normalize(setting), files, origin)
+
+
+def names(iset: InstallSet) -> set[str]:
+    """The normalized names of the packages the set's files list (options and comments left)."""
+    found = set()
+    for data in iset.files.values():
+        for line in re.sub(r"\\\r?\n", " ", data.decode(errors="replace")).splitlines():
+            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.sub(r"(^|\s)#.*$", "", line))
+            if m:
+                found.add(re.sub(r"[-_.]+", "-", m.group(1).lower()))
+    return found
+
+
+def with_server(iset: InstallSet, server: str) -> InstallSet:
+    """The set, plus `server` (e.g. gunicorn==27.0.1) in a file of its own when it has no
+    gunicorn: the servers run the app with it whatever the project runs elsewhere."""
+    if not server or iset.extra or "gunicorn" in names(iset):
+        return iset
+    files = {**iset.files, SERVER: f"{server}\n".encode()}
+    return InstallSet(iset.top, files, f"{iset.origin} + {server}", SERVER, iset.complete)
 
 
 # ---------------------------------------------------------------- pip requirements files
@@ -176,7 +206,7 @@ def uv_lock(read, setting: str) -> InstallSet:
             f"{setting}: uv export failed: {tail[:200]}",
             "run `uv lock` and commit uv.lock (it must match pyproject.toml)",
         )
-    return InstallSet(TOP, {TOP: p.stdout.encode()}, f"{setting} (uv export)")
+    return InstallSet(TOP, {TOP: p.stdout.encode()}, f"{setting} (uv export)", complete=True)
 
 
 def uv_binary() -> str:
@@ -209,4 +239,4 @@ def pipfile_lock(read, setting: str) -> InstallSet:
         hashes = "".join(f" --hash={h}" for h in spec.get("hashes", []))
         lines.append(f"{name}{extras}{spec['version']}{marker}{hashes}\n")
     text = "# made by mlctl from " + setting + "\n" + "".join(lines)
-    return InstallSet(TOP, {TOP: text.encode()}, f"{setting} (default packages)")
+    return InstallSet(TOP, {TOP: text.encode()}, f"{setting} (default packages)", complete=True)

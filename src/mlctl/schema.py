@@ -169,7 +169,16 @@ ENV_KEYS = section(
         doc="git tag deploy/ENV/RELEASE after each deploy (default: on over SSH, off for local)",
     ),
     require_tests=Field(bool, False),
-    build=Field(section(install=Field(str, "local", choices=("local", "remote")))),
+    build=Field(
+        section(
+            install=Field(str, "local", choices=("local", "remote")),
+            server=Field(
+                str,
+                "gunicorn==27.0.1",
+                doc='the gunicorn mlctl installs when the requirements name none ("": none)',
+            ),
+        )
+    ),
     tls_cert=Field(str, ""),
 )
 

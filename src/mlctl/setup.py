@@ -429,6 +429,7 @@ def template_values(cfg) -> dict:
         "workers": cfg["gunicorn"]["workers"],
         "preload": " --preload" if cfg["gunicorn"]["preload"] else "",
         "wsgi": cfg.project["wsgi"],
+        "settings_module": cfg.project["settings_module"],
         "server_name": cfg["server_name"],
     }
 

@@ -7,6 +7,7 @@ import posixpath
 import shlex
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ class Source:
     _archive: bytes | None = field(default=None, repr=False, compare=False)
     _files: dict = field(default_factory=dict, repr=False, compare=False)
     _sets: dict = field(default_factory=dict, repr=False, compare=False)
+    _sets_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def archive(self) -> bytes:
         """The project directory at the commit, as one gzipped tar (streamed to every host);
@@ -53,9 +55,12 @@ class Source:
 
     def install_set(self, requirements: str) -> installset.InstallSet:
         """What the venv installs (project.requirements read from the commit), made once."""
-        if requirements not in self._sets:
-            self._sets[requirements] = installset.resolve(self.file, requirements)
-        return self._sets[requirements]
+        # Hosts build in parallel threads: one resolve for all of them (a uv export each would
+        # also race in sysconfig, whose first use is not thread-safe: uv's EXE read as None).
+        with self._sets_lock:
+            if requirements not in self._sets:
+                self._sets[requirements] = installset.resolve(self.file, requirements)
+            return self._sets[requirements]
 
 
 def git(repo: str, *args: str, binary: bool = False):

@@ -57,24 +57,35 @@ def _download(target: Path, iset: InstallSet, python: str, machine: str, libc: s
     top = iset.write(tmp)
     built: set[str] = set()
     try:
-        while True:
-            p = subprocess.run(download_argv(tmp, top, python, machine, libc), **_CAPTURE)
-            if p.returncode == 0:
-                break
-            missing = _NO_MATCH.findall(p.stderr)
-            if not missing or missing[-1] in built or len(built) >= MAX_SOURCE_BUILDS:
-                why = pipfail.reason(p.stderr, f"for Python {python} on {machine} (glibc {libc})")
-                raise PreflightFailed(
-                    f"cannot resolve {iset.origin} for Python {python}: {why}",
-                    "check the requirements, or set build.install: remote",
-                )
-            built.add(missing[-1])
-            source_build(iset, tmp, missing[-1], python, machine, libc)
+        _resolve(iset, tmp, top, built, python, machine, libc, no_deps=iset.complete)
+        if iset.extra:
+            _resolve(iset, tmp, tmp / iset.extra, built, python, machine, libc)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     (tmp / ".complete").touch()
     _move_into_place(tmp, target)
+
+
+def _resolve(
+    iset: InstallSet, tmp: Path, requirements: Path, built: set, *host, no_deps: bool = False
+) -> None:
+    """Download the wheels of one file of the set into `tmp`, building the source-only ones."""
+    python, machine, libc = host
+    while True:
+        argv = download_argv(tmp, requirements, *host) + (["--no-deps"] if no_deps else [])
+        p = subprocess.run(argv, **_CAPTURE)
+        if p.returncode == 0:
+            return
+        missing = _NO_MATCH.findall(p.stderr)
+        if not missing or missing[-1] in built or len(built) >= MAX_SOURCE_BUILDS:
+            why = pipfail.reason(p.stderr, f"for Python {python} on {machine} (glibc {libc})")
+            raise PreflightFailed(
+                f"cannot resolve {iset.origin} for Python {python}: {why}",
+                "check the requirements, or set build.install: remote",
+            )
+        built.add(missing[-1])
+        source_build(iset, tmp, missing[-1], *host)
 
 
 _CAPTURE = {"capture_output": True, "text": True}

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -26,64 +22,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-PG_BIN = Path("/usr/lib/postgresql")
-
-
-def pg_tool(name: str) -> str:
-    found = sorted(PG_BIN.glob(f"*/bin/{name}")) or [Path(shutil.which(name) or name)]
-    return str(found[-1])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def as_postgres(*argv: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, **kw)
+from .helpers import free_port, local_postgres
+from .helpers import local_psql as psql
 
 
 @pytest.fixture
 def postgres():
     """A throwaway PostgreSQL server on 127.0.0.1:PORT with role `shop` owning `shop_dev`."""
-    try:
-        pwd.getpwnam("postgres")
-        ready = Path(pg_tool("initdb")).exists() and os.geteuid() == 0
-    except KeyError:
-        ready = False
-    if not ready:
-        why = "needs PostgreSQL's server binaries, a postgres user and root (to run them as it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-    data = Path(tempfile.mkdtemp(prefix="mlctl-devpg-"))
-    shutil.chown(data, "postgres")
-    port = free_port()
-    cluster = data / "cluster"
-    as_postgres(pg_tool("initdb"), "-D", str(cluster), "-A", "trust", "-U", "postgres",
-                capture_output=True)  # fmt: skip
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
-    as_postgres(pg_tool("pg_ctl"), "-D", str(cluster), "-o", options, "-l", str(data / "log"),
-                "-w", "start", capture_output=True)  # fmt: skip
-    try:
-        sql = "CREATE ROLE shop LOGIN PASSWORD 'pw-dev'; CREATE DATABASE shop_dev OWNER shop;"
-        for statement in sql.split("; "):
-            psql(port, "postgres", "postgres", statement)
+    with local_postgres("shop", "shop_dev", "pw-dev") as port:
         yield port
-    finally:
-        as_postgres(pg_tool("pg_ctl"), "-D", str(cluster), "-m", "immediate", "stop",
-                    capture_output=True)  # fmt: skip
-        shutil.rmtree(data, ignore_errors=True)
-
-
-def psql(port: int, user: str, db: str, sql: str) -> str:
-    return subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", db, "-tAXc", sql],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def write(root: Path, files: dict[str, str]) -> None:

@@ -231,6 +231,96 @@ def test_settings_deploy_keeps_the_projects_names_and_turns_debug_off_first(tmp_
     assert (root / "staticfiles" / "site.css").is_file()
 
 
+def test_settings_deploy_turns_the_https_only_settings_off_unless_the_environment_sets_them(
+    tmp_path,
+):
+    """mlctl's nginx serves plain HTTP: a project's SECURE_SSL_REDIRECT (bakerydemo's defaults
+    to True) redirects every page to an https:// nobody answers, and secure cookies (cookie_shop)
+    never come back, so no form posts. They are off unless the environment sets them."""
+    root = write(
+        tmp_path / "blog",
+        {
+            "manage.py": MANAGE.format(settings="blog.settings"),
+            "blog/__init__.py": "",
+            "blog/urls.py": "urlpatterns = []\n",
+            "blog/settings.py": """\
+                import os
+
+                SECRET_KEY = "k"
+                ROOT_URLCONF = "blog.urls"
+                SECURE_SSL_REDIRECT = os.environ.get("DJANGO_SECURE_SSL_REDIRECT", "1") == "1"
+                SESSION_COOKIE_SECURE = True
+                CSRF_COOKIE_SECURE = True
+                SECURE_HSTS_PRELOAD = True
+                SECURE_HSTS_SECONDS = 60  # without includeSubDomains: W005 on plain HTTP
+                DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x"}}
+                """,
+            "requirements.txt": "Django\ngunicorn\npsycopg[binary]\n",
+        },
+    )
+    git_commit(root)
+    assert run_init(root).returncode == 0
+    names = ["SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"]
+    show = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "hsts = {'security.W005', 'security.W021'} <= set(s.SILENCED_SYSTEM_CHECKS); "
+        f"print(json.dumps([getattr(s, n) for n in {names + ['SECURE_HSTS_PRELOAD']!r}] + [hsts]))"
+    )
+
+    def settings(**environ):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SECURE", "SESSION"))}
+        env.update(DJANGO_SETTINGS_MODULE="blog.settings_deploy", PYTHONPATH=str(root), **environ)
+        p = subprocess.run(
+            [sys.executable, "-c", show], cwd=root, env=env, capture_output=True, text=True
+        )
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+
+    # HSTS preload stays the project's own; its directives' checks are silenced (never sent on HTTP)
+    assert settings() == [False, False, False, True, True]
+    on = settings(SECURE_SSL_REDIRECT="1", CSRF_COOKIE_SECURE="true")
+    assert on == [True, False, True, True, True]
+
+
+def test_settings_deploy_installs_django_contrib_postgres_on_postgresql(tmp_path):
+    """bakerydemo (Wagtail, developed on SQLite): on PostgreSQL its search index needs
+    django.contrib.postgres (postgres.E005 in `check --deploy`)."""
+    root = write(
+        tmp_path / "blog",
+        {
+            "manage.py": MANAGE.format(settings="blog.settings"),
+            "blog/__init__.py": "",
+            "blog/urls.py": "urlpatterns = []\n",
+            "blog/settings.py": """\
+                SECRET_KEY = "k"
+                ROOT_URLCONF = "blog.urls"
+                INSTALLED_APPS = ["django.contrib.staticfiles"]
+                DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x"}}
+                """,
+            "requirements.txt": "Django\ngunicorn\npsycopg[binary]\n",
+        },
+    )
+    git_commit(root)
+    assert run_init(root).returncode == 0
+    show = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps(s.INSTALLED_APPS))"
+    )
+
+    def apps(**environ):
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        env.update(DJANGO_SETTINGS_MODULE="blog.settings_deploy", PYTHONPATH=str(root), **environ)
+        p = subprocess.run(
+            [sys.executable, "-c", show], cwd=root, env=env, capture_output=True, text=True
+        )
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+
+    assert apps() == ["django.contrib.staticfiles"]  # SQLite: the project's list
+    on_pg = apps(DATABASE_URL="postgresql://u:p@127.0.0.1:5432/blog")
+    assert on_pg == ["django.contrib.staticfiles", "django.contrib.postgres"]
+
+
 def test_settings_deploy_helpers_are_all_private():
     """Every module-level name the template defines is a setting it overrides on purpose or
     starts with an underscore: none can replace, or be replaced by, a project's name."""
@@ -254,7 +344,7 @@ def test_settings_deploy_helpers_are_all_private():
     assert overridden <= {
         "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "DATABASES", "STATIC_ROOT",
         "MEDIA_ROOT", "MEDIA_URL", "MIDDLEWARE", "SECURE_HSTS_SECONDS", "SECURE_PROXY_SSL_HEADER",
-        "SILENCED_SYSTEM_CHECKS", "LOGGING",
+        "SILENCED_SYSTEM_CHECKS", "LOGGING", "INSTALLED_APPS",
     }  # fmt: skip
 
 

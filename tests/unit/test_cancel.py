@@ -190,6 +190,15 @@ def test_venv_build_commands():
         "-r /r/req.txt ; touch /srv/app/venvs/H.R/.complete ; "
         "ln -sfn H.R /srv/app/venvs/H.new-R ; mv -Tf /srv/app/venvs/H.new-R /srv/app/venvs/H ;"
     )
+    served = relcmd.build_venv(
+        "/usr/bin/python3", "/srv/app/venvs/H", "/w", "/w/req.txt", "R", "/w/mlctl-server.txt"
+    ).render()
+    pip = "/srv/app/venvs/H.R/bin/python -m pip install --disable-pip-version-check -q "
+    assert (
+        f"{pip}--no-index --find-links /w -r /w/req.txt ; "
+        f"{pip}--no-index --find-links /w -r /w/mlctl-server.txt ; "
+        "touch /srv/app/venvs/H.R/.complete ;"
+    ) in served
     wh = relcmd.receive_wheelhouse("/srv/app/wheelhouse/H", "R").render()
     assert "tar -xf - -C /srv/app/wheelhouse/H.tmp-R" in wh
     assert wh.endswith(

@@ -90,7 +90,11 @@ def test_cookie_shop_runs_production_settings_and_lists_what_they_require(tmp_pa
     # STATIC_ROOT and STORAGES are read in base.py/production.py through the imports.
     assert "STATIC_ROOT str(BASE_DIR / 'staticfiles')" in p.stderr
     dev = inv["environments"]["dev"]
-    assert dev["database"]["engine"] == "sqlite"
+    # Its sites migration reads the PostgreSQL sequence django_site_id_seq: no SQLite on dev.
+    assert dev["database"]["engine"] == "postgresql"
+    assert "this project needs PostgreSQL (django_site_id_seq in cookie_shop/contrib/sites/" in (
+        p.stderr
+    )
     assert dev["bind"] == f"127.0.0.1:{init.dev_port('cookie_shop')}" and "health" not in dev
     assert dev["tag_deploys"] is False
     assert_dev_tree_ignored(root)

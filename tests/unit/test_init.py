@@ -222,8 +222,22 @@ def test_pyproject_dependencies_become_a_requirements_file(tmp_path, stock, run_
 def test_missing_server_packages_are_pointed_out(project, run_init):
     (project / "requirements.txt").write_text("Django==5.2.19\n")
     p = run_init(str(project))
-    assert "add gunicorn to requirements.txt" in p.stderr
+    assert "the requirements name no gunicorn: mlctl installs gunicorn==27.0.1" in p.stderr
     assert "add psycopg[binary] to requirements.txt" in p.stderr
+
+
+def test_server_packages_are_read_from_the_whole_closure_of_the_requirements(project, run_init):
+    """bakerydemo: requirements.txt is `-r requirements/production.txt`, which names psycopg
+    (and uwsgi, no gunicorn) and includes base.txt."""
+    (project / "requirements.txt").write_text("-r requirements/production.txt\n")
+    (project / "requirements").mkdir()
+    (project / "requirements/production.txt").write_text(
+        "-r base.txt\nuwsgi>=2.0.17,<2.1\npsycopg[binary]>=3.3.3,<3.4\n"
+    )
+    (project / "requirements/base.txt").write_text("Django==5.2.19\n")
+    p = run_init(str(project))
+    assert "add psycopg" not in p.stderr and "add gunicorn" not in p.stderr
+    assert "the requirements name no gunicorn: mlctl installs gunicorn==27.0.1" in p.stderr
 
 
 def test_pytest_projects_gate_on_pytest(project):

@@ -4,6 +4,7 @@ and wheels built here for packages that ship only a source distribution."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -236,3 +237,92 @@ def test_the_interpreter_is_found_under_pyenv_when_the_path_has_only_a_shim(tmp_
     monkeypatch.setattr(sdist, "_bundled_uv", lambda: None)
     assert sdist.find_interpreter("3.12") == str(real)
     assert sdist.find_interpreter("3.99") is None
+
+
+# ---------------------------------------------------------------- the server mlctl adds
+
+
+def test_a_set_without_gunicorn_gets_the_pinned_server_in_a_file_of_its_own(tmp_path):
+    """bakerydemo serves with uwsgi: its requirements (and their -r files) name no gunicorn."""
+    split = {**SPLIT, "requirements/production.txt": "-r base.txt\nuwsgi>=2.0.17,<2.1\n"}
+    iset = commit(tmp_path, split).install_set("requirements.txt")
+    served = installset.with_server(iset, "gunicorn==27.0.1")
+    assert served.extra == installset.SERVER and served.top == iset.top
+    assert served.files[installset.SERVER] == b"gunicorn==27.0.1\n"
+    assert {k: v for k, v in served.files.items() if k != installset.SERVER} == iset.files
+    assert served.key("3.13", "x86_64") != iset.key("3.13", "x86_64")  # a venv of its own
+    assert installset.with_server(iset, "gunicorn==23.0.0").key("3.13", "x86_64") != (
+        served.key("3.13", "x86_64")
+    )
+    assert "gunicorn==27.0.1" in served.origin
+    assert installset.with_server(iset, "") is iset  # build.server: "" adds nothing
+
+
+def test_a_set_that_names_gunicorn_anywhere_is_left_as_it_is(tmp_path):
+    iset = commit(tmp_path, SPLIT).install_set("requirements.txt")  # in an included file
+    assert installset.with_server(iset, "gunicorn==27.0.1") is iset
+    hashed = InstallSet("requirements.txt", {"requirements.txt": b"Gunicorn==23.0.0 \\\n"
+                        b"    --hash=sha256:ab\n"}, "uv.lock (uv export)")  # fmt: skip
+    assert installset.with_server(hashed, "gunicorn==27.0.1") is hashed
+
+
+def test_the_server_file_is_resolved_into_the_same_wheelhouse(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLCTL_STATE_DIR", str(tmp_path))
+    calls: list = []
+    _fake_pip(monkeypatch, [(0, ""), (0, "")], calls)
+    iset = InstallSet("requirements.txt", {"requirements.txt": b"Django==5.2.19\n"}, "r")
+    served = installset.with_server(iset, "gunicorn==27.0.1")
+    d = wheelhouse.build("k", served, "3.13", "x86_64", "2.41")
+    tops = [c[c.index("-r") + 1] for c in calls]
+    assert tops == [str(d.with_name(f"k.tmp-{os.getpid()}") / n) for n in
+                    ("requirements.txt", installset.SERVER)]  # fmt: skip
+    assert all(c[c.index("--dest") + 1] == c[c.index("--find-links") + 1] for c in calls)
+    assert (d / installset.SERVER).read_text() == "gunicorn==27.0.1\n"
+
+
+def test_parallel_hosts_share_one_resolve_of_the_install_set(tmp_path, monkeypatch):
+    """Two hosts' threads asked at once: one uv export (a second raced in sysconfig)."""
+    import threading
+    import time
+
+    src = commit(tmp_path, {"requirements.txt": "Django==5.2.19\n"})
+    calls: list = []
+
+    def slow_resolve(read, setting):
+        calls.append(setting)
+        time.sleep(0.2)
+        return InstallSet(setting, {setting: b"x"}, setting)
+
+    monkeypatch.setattr(installset, "resolve", slow_resolve)
+    got: list = []
+    threads = [
+        threading.Thread(target=lambda: got.append(src.install_set("requirements.txt")))
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["requirements.txt"] and got[0] is got[1] is got[2]
+
+
+def test_a_lock_export_is_downloaded_and_installed_as_it_is_without_resolving_again(
+    tmp_path, monkeypatch
+):
+    """djangopackages' uv.lock: github3-py needs pyjwt[crypto]; resolving the hashed export
+    again fails in pip ("all requirements must have their versions pinned") on that extra."""
+    from mlctl.commands import release as relcmd
+
+    monkeypatch.setenv("MLCTL_STATE_DIR", str(tmp_path))
+    calls: list = []
+    _fake_pip(monkeypatch, [(0, ""), (0, "")], calls)
+    text = b"pyjwt==2.13.0 \\\n    --hash=sha256:ab\n"
+    lock = InstallSet("requirements.txt", {"requirements.txt": text}, "uv.lock", complete=True)
+    served = installset.with_server(lock, "gunicorn==27.0.1")
+    assert served.complete
+    wheelhouse.build("k", served, "3.13", "x86_64", "2.41")
+    assert ["--no-deps" in c for c in calls] == [True, False]  # the server file resolves
+    cmd = relcmd.build_venv("py", "/v/H", "/w", "/w/r.txt", "R", None, True).render()
+    assert "-q --no-index --find-links /w --no-deps -r /w/r.txt ;" in cmd
+    plain = installset.pipfile_lock(lambda rel: b'{"default": {}}', "Pipfile.lock")
+    assert plain.complete and not InstallSet("r", {}, "r").complete

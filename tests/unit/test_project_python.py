@@ -139,7 +139,8 @@ def test_init_finds_a_lock_at_the_repository_root_and_names_poetry_s_limits(tmp_
     found = init.inspect(project)
     assert found.requirements == "../poetry.lock" and found.requirements_text is None
     assert any("poetry export -f requirements.txt" in n for n in found.notes)
-    assert any("add gunicorn to the project's dependencies" in n for n in found.notes)
+    assert any("the requirements name no gunicorn: mlctl installs" in n for n in found.notes)
+    assert any("add psycopg[binary] to the project's dependencies" in n for n in found.notes)
 
 
 def test_init_records_no_python_when_the_project_states_none(project):

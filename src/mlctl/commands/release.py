@@ -94,15 +94,23 @@ def clean_partial_venvs(venvs: str) -> Cmd:
 
 
 def build_venv(
-    python: str, venv: str, wheelhouse: str | None, requirements: str, build: str
+    python: str,
+    venv: str,
+    wheelhouse: str | None,
+    requirements: str,
+    build: str,
+    server: str | None = None,
+    no_deps: bool = False,
 ) -> Cmd:
     """Build the venv in a directory of its own (`<venv>.<build>`, where it stays: venvs are not
     relocatable) under a lock, mark it complete last, then rename a link to it into place
     (`<venv>` → `<hash>.<build>`), so `<venv>` is there only when complete. Half-built ones
-    that no build holds any more are removed first."""
+    that no build holds any more are removed first. `server` (the gunicorn mlctl adds to a set
+    without one) is installed by a second pip run, so a hashed set needs no hash for it."""
     install = ["pip", "install", "--disable-pip-version-check", "-q"]
     if wheelhouse:
         install += ["--no-index", "--find-links", wheelhouse]
+    deps = ["--no-deps"] if no_deps else []  # a complete lock export: no second resolve
     target = f"{venv}.{build}"
     name = target.rsplit("/", 1)[-1]
     tmp_link = f"{venv}.new-{build}"
@@ -114,7 +122,8 @@ def build_venv(
         Cmd((Raw("exec 9<"), Cmd.of(target))),  # held by every process of this build
         Cmd.of("flock", "9"),
         Cmd.of(python, "-m", "venv", target),
-        Cmd.of(f"{target}/bin/python", "-m", *install, "-r", requirements),
+        Cmd.of(f"{target}/bin/python", "-m", *install, *deps, "-r", requirements),
+        *([Cmd.of(f"{target}/bin/python", "-m", *install, "-r", server)] if server else []),
         Cmd.of("touch", f"{target}/.complete"),
         Cmd.of("ln", "-sfn", name, tmp_link),
         Cmd.of("mv", "-Tf", tmp_link, venv),
