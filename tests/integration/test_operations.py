@@ -204,7 +204,7 @@ def test_diag_watch_refreshes_until_ctrl_c(ops):
     # A forced terminal makes rich draw every frame into the pipe: Ctrl-C comes after the second
     # frame, however long a round takes on a busy machine.
     proc = mlctl_popen(ops["inv"], "live", "diag", "--watch", "--interval", "1", FORCE_COLOR="1")
-    frames, seen = [], threading.Event()
+    frames, errors, seen = [], [], threading.Event()
 
     def read():
         for line in proc.stdout:
@@ -212,15 +212,22 @@ def test_diag_watch_refreshes_until_ctrl_c(ops):
             if sum(chunk.count("updated ") for chunk in frames) >= 2:
                 seen.set()
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    # Both pipes are drained while it runs: a full stderr pipe would stop the frames.
+    readers = [
+        threading.Thread(target=read, daemon=True),
+        threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
-        assert seen.wait(120), "diag --watch drew fewer than two frames in 120 s"
+        drawn = seen.wait(120)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-    reader.join(10)
-    assert proc.returncode == 0, proc.stderr.read()
+    for reader in readers:
+        reader.join(10)
+    assert drawn, f"diag --watch drew fewer than two frames in 120 s: {''.join(errors)[-2000:]}"
+    assert proc.returncode == 0, "".join(errors)
     out = "".join(frames)
     for h in ops["live"]:
         assert h.address in out
