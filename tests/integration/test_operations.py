@@ -202,8 +202,10 @@ def test_logs_merge_hosts_and_follow_ends_cleanly_on_ctrl_c(ops):
 
 def test_diag_watch_refreshes_until_ctrl_c(ops):
     # A forced terminal makes rich draw every frame into the pipe: Ctrl-C comes after the second
-    # frame, however long a round takes on a busy machine.
-    proc = mlctl_popen(ops["inv"], "live", "diag", "--watch", "--interval", "1", FORCE_COLOR="1")
+    # frame, however long a round takes on a busy machine. The screen is made large enough that
+    # rich never crops a frame's last line (the "updated" stamp).
+    screen = {"FORCE_COLOR": "1", "COLUMNS": "200", "LINES": "500"}
+    proc = mlctl_popen(ops["inv"], "live", "diag", "--watch", "--interval", "1", **screen)
     frames, errors, seen = [], [], threading.Event()
 
     def read():
