@@ -275,16 +275,8 @@ class Session:
         if self.cfg.local or host.c is None or (transport is not None and transport.is_active()):
             return
         console.warn(f"{host.name}: connection lost; reconnecting")
-        deadline = time.monotonic() + self.cfg["timeouts"]["connect"]
-        while True:
-            try:
-                host.c.close()
-                host.c = open_connection(host.name, self.cfg.settings)
-                return
-            except ConnectError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(1)
+        host.c.close()
+        self._reopen(host)
 
     def abort(self) -> None:
         """Stop every remote command of this run at once: close each host's connection (the
@@ -299,6 +291,7 @@ class Session:
         self.each_settled(self._reopen, [h for h in self.hosts if h.c is not None])
 
     def _reopen(self, host: Host) -> None:
+        """A new connection to `host`, retried until timeouts.connect."""
         deadline = time.monotonic() + self.cfg["timeouts"]["connect"]
         while True:
             try:

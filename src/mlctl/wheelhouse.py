@@ -21,6 +21,7 @@ from . import pipfail, sdist
 from .errors import PreflightFailed
 from .installset import InstallSet
 from .journal import state_dir
+from .locking import process_alive
 
 
 def platform_tags(machine: str, libc: str) -> list[str]:
@@ -187,18 +188,8 @@ def _clean_abandoned(parent: Path) -> None:
     """Temporary directories of runs that died while resolving (their pid is gone)."""
     for tmp in parent.glob("*.tmp-*") if parent.is_dir() else []:
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @functools.lru_cache(maxsize=4)
