@@ -14,9 +14,8 @@ from dataclasses import asdict, dataclass
 
 from . import console, healthpaths
 from .commands import probes
-from .connection import local_context, open_connection, ssh_user_for
 from .console import clip
-from .errors import ConnectError, GuardRefused, MlctlError
+from .errors import ConnectError, MlctlError
 from .layout import unit_name
 from .selection import open_session
 
@@ -38,33 +37,10 @@ class Check:
 # ---------------------------------------------------------------- gathering facts
 
 
-def refuse_root(sess) -> None:
-    """The protected-environment root guard of Session.connect, applied before per-host connects."""
-    s = sess.cfg.settings
-    if sess.cfg.local or not s["protected"] or s["allow_root"]:
-        return
-    for h in sess.hosts:
-        if ssh_user_for(h.name, s) == "root":
-            raise GuardRefused(
-                f"{h.name}: connecting as root to protected environment {sess.cfg.name} is refused",
-                "set a deploy user, or allow_root: true",
-            )
-
-
-def ensure_connected(host) -> int:
-    """Connect `host` unless it is; return the milliseconds it took (0 when already connected)."""
-    if host.c is not None:
-        return 0
-    start = time.monotonic()
-    sess = host.session
-    host.c = local_context() if sess.cfg.local else open_connection(host.name, sess.cfg.settings)
-    return int((time.monotonic() - start) * 1000)
-
-
 def probe_host(host, cmd, mode: str) -> dict:
     """One host's facts; a host that cannot be reached or probed says why instead of raising."""
     try:
-        connect_ms = ensure_connected(host)
+        connect_ms = host.session.connect_host(host)
     except ConnectError as e:
         return {"connect_error": str(e)}
     try:
@@ -94,7 +70,7 @@ def parse_facts(stdout: str) -> dict | None:
 
 def gather(sess, mode: str, window: int = 300) -> dict[str, dict]:
     """{host: facts} for every host, probed in parallel over one connection each."""
-    refuse_root(sess)
+    sess.refuse_root()
     cfg = sess.cfg
     cmd = probes.facts(cfg["python"], probes.probe_config(cfg.settings, cfg.project, mode, window))
     results = sess.each_settled(lambda h: probe_host(h, cmd, mode))

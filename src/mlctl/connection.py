@@ -113,7 +113,8 @@ def open_connection(spec: str, settings: dict) -> Connection:
         )
         raise ConnectError(
             f"{spec}: cannot connect to {conn.host}:{conn.port}: {reason}",
-            f"is the host up? (connect timeout {settings['timeouts']['connect']:g}s)",
+            # names the setting, so the one line says what to raise when it timed out
+            f"is the host up? (timeouts.connect = {settings['timeouts']['connect']:g}s)",
         ) from None
     return conn
 

@@ -17,7 +17,6 @@ import threading
 import time
 
 from . import console
-from .checks import ensure_connected, refuse_root
 from .commands import probes
 from .errors import ConnectError, MlctlError, UsageError
 from .layout import unit_name
@@ -119,7 +118,7 @@ def logs_task(
     cmd = log_command(cfg.settings, cfg.project["name"], service, lines, since, follow)
     if since and (service != "app" or cfg.local):
         console.warn("--since applies to the app journal only; showing the last lines instead")
-    refuse_root(sess)
+    sess.refuse_root()
     try:
         reachable = _connect_all(sess)
         if not reachable:
@@ -136,7 +135,7 @@ def logs_task(
 def _connect_all(sess) -> list:
     def one(host):
         try:
-            ensure_connected(host)
+            sess.connect_host(host)
             return host
         except ConnectError as e:
             console.fail(str(e))

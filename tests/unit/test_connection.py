@@ -106,7 +106,7 @@ def test_closed_port_fails_fast_with_one_line(settings):
     assert time.monotonic() - start < 1.0
     assert str(e.value) == (
         "127.0.0.1:1: cannot connect to 127.0.0.1:1: Connection refused — "
-        "is the host up? (connect timeout 1s)"
+        "is the host up? (timeouts.connect = 1s)"
     )
     assert "\n" not in str(e.value) and e.value.exit_code == 5
 
