@@ -7,7 +7,6 @@ import os
 import sys
 
 from . import __version__
-from .errors import MlctlError
 from .registry import BY_NAME, TASKS, TaskSpec
 
 
@@ -119,35 +118,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(spec: TaskSpec, env: str | None, args) -> int:
-    import time
-
-    from . import cancel, summary
+    from .runner import run_task
+    from .selection import Selection
 
     summary_path = getattr(args, "summary", None)
     if summary_path:
         os.environ["MLCTL_SUMMARY"] = summary_path
-    started, outcome = time.time(), {"code": 1, "error": ""}
     env = env or os.environ.get("MLCTL_ENV")
-
-    def last_words(code: int) -> None:
-        summary.write(spec.name, env, code, "stopped by a second signal", started)
-
-    cancel.install(last_words)
-    try:
-        outcome["code"] = _run_task(spec, env, args, outcome)
-    finally:
-        summary.write(spec.name, env, outcome["code"], outcome["error"], started)
-    return outcome["code"]
-
-
-def _run_task(spec: TaskSpec, env: str | None, args, outcome: dict) -> int:
-    from . import cancel, console
-    from .selection import Selection
-
     options, settings = spec.split({o.name: getattr(args, o.name) for o in spec.opts})
-    hosts = (args.only_hosts or []) + (getattr(args, "task_only_hosts", None) or [])
-    try:
-        sel = Selection(
+
+    def select() -> Selection:
+        hosts = (args.only_hosts or []) + (getattr(args, "task_only_hosts", None) or [])
+        return Selection(
             env=env,
             hosts=hosts or None,
             inventory_path=args.inventory,
@@ -155,33 +137,8 @@ def _run_task(spec: TaskSpec, env: str | None, args, outcome: dict) -> int:
             log_dir=args.log_dir,
             debug=args.debug,
         )
-        if spec.needs_env:
-            sel.config()  # a bad inventory or unknown environment fails before the task loads
-        return int(spec.function()(sel, **options) or 0)
-    except MlctlError as e:
-        _traceback(args)
-        console.fail(str(e))
-        outcome["error"] = str(e)
-        return e.exit_code
-    except KeyboardInterrupt as e:
-        outcome["error"] = cancel.describe(e)
-        console.fail(f"{outcome['error']}; {cancel.AFTERMATH}")
-        return cancel.exit_code(e)
-    except Exception as e:  # noqa: BLE001 — still one line; -v shows where it came from
-        _traceback(args)
-        hint = "" if args.debug else " — run again with -v for the traceback"
-        outcome["error"] = f"{type(e).__name__}: {e}"
-        console.fail(f"{spec.name} failed unexpectedly: {type(e).__name__}: {e}{hint}")
-        return 1
 
-
-def _traceback(args) -> None:
-    if args.debug:
-        import traceback
-
-        from . import console
-
-        console.info(console.clean(traceback.format_exc()))
+    return run_task(spec, select, options, env=env, debug=args.debug)
 
 
 def parse_sets(pairs: list[str]) -> dict:

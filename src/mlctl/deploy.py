@@ -7,27 +7,13 @@ the release it served before, and the lock is released in `finally`, also on Ctr
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import (
-    cancel,
-    console,
-    guards,
-    installset,
-    locking,
-    pipfail,
-    prune,
-    pyversion,
-    settings_scan,
-    setup,
-    source,
-    steps,
-    wheelhouse,
-)
+from . import cancel, console, guards, locking, prune, setup, source, steps
 from .commands import release as relcmd
-from .console import clip
+from .compensation import Compensation, migration_failed
+from .deploy_checks import Preflight
 from .errors import (
     ConnectError,
     DeployFailed,
@@ -35,38 +21,32 @@ from .errors import (
     MlctlError,
     NeedsOperator,
     PreflightFailed,
-    RemoteCommandFailed,
 )
 from .journal import local_user
 from .layout import Layout
 from .selection import open_session
-from .session import Result
-from .shell import Cmd, mask, script
-
-MIN_FREE = 300 * 1024 * 1024  # a venv build needs about this much
+from .shell import Cmd, script
+from .venvbuild import VenvBuild
 
 
 def deploy_task(sel, ref=None, dry_run=False, skip_tests=False, yes=False) -> int:
-    sess = open_session(sel, "deploy")
-    cfg = sess.cfg
-    if skip_tests and cfg["protected"]:
-        raise GuardRefused(f"--skip-tests is refused on protected environment {cfg.name}")
-    if not dry_run:
-        guards.confirm(cfg, "deploy", yes)
-    # The hosts are reached (connect, facts) while git works here: neither waits for the other.
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        reaching = pool.submit(reach, sess, dry_run)
-        src = local_preflight(cfg, ref, skip_tests)
-        src.archive()  # made now, while the hosts answer; the upload reuses it
-        console.banner(
-            cfg.name, cfg.color, f"deploy {src.commit[:12]} ({src.subject[:50]})", cfg.hosts
-        )
-        reaching.result()
-        rid = Deploy(sess, src, dry_run).run()
-    finally:
-        pool.shutdown(wait=True)  # a connect still under way ends within timeouts.connect
-        sess.close()
+    with open_session(sel, "deploy") as sess:
+        cfg = sess.cfg
+        if skip_tests and cfg["protected"]:
+            raise GuardRefused(f"--skip-tests is refused on protected environment {cfg.name}")
+        if not dry_run:
+            guards.confirm(cfg, "deploy", yes)
+        # The hosts are reached (connect, facts) while git works here: neither waits for the
+        # other. Leaving the pool waits for a connect still under way (timeouts.connect).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            reaching = pool.submit(reach, sess, dry_run)
+            src = local_preflight(cfg, ref, skip_tests)
+            src.archive()  # made now, while the hosts answer; the upload reuses it
+            console.banner(
+                cfg.name, cfg.color, f"deploy {src.commit[:12]} ({src.subject[:50]})", cfg.hosts
+            )
+            reaching.result()
+            rid = Deploy(sess, src, dry_run).run()
     if not dry_run:
         console.done(f"{cfg.name}: release {rid} is live on {len(sess.hosts)} host(s)")
     return 0
@@ -100,7 +80,9 @@ def local_preflight(cfg, ref: str | None, skip_tests: bool) -> source.Source:
     return src
 
 
-class Deploy:
+class Deploy(Preflight, VenvBuild, Compensation):
+    """One deploy's pipeline and what it has done so far (what a failure puts back)."""
+
     def __init__(self, sess, src: source.Source, dry_run: bool = False):
         self.sess, self.cfg, self.src, self.dry = sess, sess.cfg, src, dry_run
         self.lay = Layout(self.cfg["deploy_to"])
@@ -119,14 +101,12 @@ class Deploy:
     # ------------------------------------------------------------ the pipeline
 
     def run(self) -> str:
-        """The pipeline on hosts that `reach` connected and gathered facts from."""
+        """The pipeline on hosts that `reach` connected and gathered facts from. In a dry run
+        every command from here on is printed (and recorded as planned) instead of run."""
         sess = self.sess
+        sess.planning = self.dry
         sess.each(self.preflight)
         self.require_settings_env()
-        if self.dry:
-            for h in sess.hosts:  # from here on every step prints its command instead
-                h.run = _printer(h)
-                h.stream = _printer(h, streamed=True)
         try:
             self.lock_all()
             self.stage = "build"
@@ -135,16 +115,6 @@ class Deploy:
             self.migrate()
             self.stage = "switch"
             self.switch_all()
-            if self.dry:
-                tag = (
-                    f"tag deploy/{self.cfg.name}/{self.rid}, "
-                    if self.cfg.get("tag_deploys", True)
-                    else ""
-                )
-                console.out(
-                    f"then: mark the release good, record history, {tag}prune old releases, unlock"
-                )
-                return self.rid
             self.stage = "done"
             sess.each(self.finish)
             self.tag()
@@ -156,54 +126,6 @@ class Deploy:
             with cancel.held(reraise=False):
                 self.unlock_all()
         return self.rid
-
-    def preflight(self, host) -> None:
-        facts = host.facts  # gathered by `reach`
-        name = self.cfg.name
-        if facts["marker"] and facts["marker"] != name:
-            raise PreflightFailed(
-                f"{host.name}: this server belongs to {facts['marker']!r}, " f"not {name!r}",
-                "check the inventory's hosts",
-            )
-        if not facts["env_file"] and not self.cfg.local:
-            raise PreflightFailed(
-                f"{host.name}: not set up (no shared .env)", f"run `mlctl {name} setup` first"
-            )
-        pyversion.check(host.name, facts.get("python_version", ""), self.python_need())
-        if facts["free_bytes"] < MIN_FREE:
-            free = facts["free_bytes"] // (1024 * 1024)
-            raise PreflightFailed(
-                f"{host.name}: only {free} MiB free in {self.cfg['deploy_to']}",
-                f"free at least {MIN_FREE // (1024 * 1024)} MiB",
-            )
-        if self.cfg["service"] == "pidfile" and not self.dry:
-            steps.check_port(host)
-
-    def require_settings_env(self) -> None:
-        """Every variable the settings read without a default (through their imports, at this
-        commit) is set: in the inventory's env:/secrets: or each host's shared .env. All the
-        missing ones are named at once, before anything changes on a host."""
-        needed = settings_env_needed(self.src, self.cfg.project["settings_module"])
-        if not needed:
-            return
-        inventory = {k for k, v in setup.inventory_env(self.cfg).items() if v != ""}
-        on_hosts = {h.name: set(h.facts.get("env_keys", [])) for h in self.sess.hosts}
-        missing = [
-            n for n in needed if n not in inventory and any(n not in k for k in on_hosts.values())
-        ]
-        if missing:
-            raise PreflightFailed(
-                f"missing environment variables for the settings: {', '.join(missing)}",
-                "set them under env:/secrets: in environments.yaml",
-            )
-        for host, keys in on_hosts.items():
-            unwritten = [n for n in needed if n not in keys]
-            if unwritten and not self.cfg.local:  # a local deploy writes its .env each time
-                raise PreflightFailed(
-                    f"{host}: the shared .env lacks {', '.join(unwritten)} (set in the "
-                    "inventory since the last setup)",
-                    f"run `mlctl {self.cfg.name} setup` to write them",
-                )
 
     def lock_all(self) -> None:
         # Every lock taken must be known, to record its outcome and release it.
@@ -259,92 +181,44 @@ class Deploy:
                 Cmd.of("sh", "-c", hook).in_dir(self.rel),
             )
 
-    def python_need(self) -> tuple[str, str] | None:
-        """The project's Python constraint: the inventory's, else the commit's own files."""
-        return pyversion.needed(self.cfg.project["requires_python"], self.src.text)
-
-    def install_set(self):
-        iset = self.src.install_set(self.cfg.project["requirements"])
-        return installset.with_server(iset, self.cfg["build"]["server"])
-
-    def venv_hash(self, host) -> str:
-        facts = host.facts
-        return self.install_set().key(facts["python"], facts["platform"])
-
-    def existing_venv(self, host) -> str | None:
-        """The complete venv for these requirements on this host, if there is one."""
-        req_hash = self.venv_hash(host)
-        if req_hash not in host.facts.get("venvs", []):
-            return None
-        console.step(host.name, f"venv {req_hash} reused")
-        return self.lay.venv(req_hash)
-
-    def build_venv(self, host) -> str:
-        facts = host.facts
-        iset = self.install_set()
-        req_hash = self.venv_hash(host)
-        venv = self.lay.venv(req_hash)
-        console.step(host.name, f"building venv {req_hash} from {iset.origin}")
-        # The install set goes up with the wheels (or alone, when the host resolves them):
-        # pip installs that copy, includes and generated lock exports alike.
-        wh = self.lay.wheelhouse(req_hash)
-        offline = self.cfg["build"]["install"] == "local"
-        payload = iset.tarball()
-        if offline and not self.dry:
-            local = wheelhouse.build(
-                req_hash, iset, facts["python"], facts["machine"], facts["libc"]
-            )
-            payload = wheelhouse.tarball(local, tuple(sorted(iset.files)))
-        receive = relcmd.receive_wheelhouse(wh, self.rid)
-        host.stream("upload wheelhouse" if offline else "upload requirements", receive, payload)
-        find_links = wh if offline else None
-        requirements = f"{wh}/{iset.top}"
-        server = f"{wh}/{iset.extra}" if iset.extra else None
-        cmd = relcmd.build_venv(
-            self.cfg["python"], venv, find_links, requirements, self.rid, server, iset.complete
-        )
-        r = host.run("build venv", cmd, warn=True)
-        if not r.ok:  # pip's last line is a "note:"; say which package and why instead
-            why = pipfail.reason(mask(r.stderr or r.stdout, self.sess.secrets))
-            raise RemoteCommandFailed(host.name, "build venv", r.code, why)
-        return venv
-
     def migrate(self) -> None:
-        hosts = steps.db_hosts(self.sess)
-        if self.dry:
-            for h in hosts:
-                console.out(f"[{h.name}] when migrations are pending: snapshot, migrate, snapshot")
-                steps.snapshot(h, f"{self.rid}-before-migrate")
-                steps.migrate(h, self.rel)
-            return
-        for host, names in [(h, h.facts["pending"]) for h in hosts]:
-            if not names:
+        """Snapshot, migrate, snapshot on each database host with migrations pending. A dry run
+        cannot know them (the release is not built): it shows the steps run when there are."""
+        for host in steps.db_hosts(self.sess):
+            names = host.facts["pending"]
+            if self.dry:
+                console.out(f"[{host.name}] when migrations are pending:")
+            elif not names:
                 console.step(host.name, "no migration pending; snapshot skipped")
                 continue
-            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-            console.step(host.name, f"migrating: {shown}")
-            self.snapshots[host.name] = steps.snapshot(host, f"{self.rid}-before-migrate")
-            try:
-                self.migrated.append(host)
-                steps.migrate(host, self.rel)
-            except ConnectError as e:
-                # The migration may still be running on the host: restoring the snapshot under
-                # it (or reversing it) could corrupt the database. Stop; an operator decides.
-                self.migrated.remove(host)
-                raise NeedsOperator(
-                    f"{e.message}; the migration may still be running, so the snapshot "
-                    f"{self.snapshots[host.name]} was NOT restored and nothing was switched",
-                    "when it has finished, inspect the schema, then `mlctl ENV restore "
-                    "SNAPSHOT` or deploy again",
-                ) from None
-            except MlctlError as e:
-                snap = self.snapshots[host.name]
-                if snap:
-                    console.warn(f"{host.name}: migration failed; restoring {snap}")
-                    steps.restore(host, snap)
-                self.migrated.remove(host)
-                raise DeployFailed(migration_failed(host.name, bool(snap), e.message)) from None
-            steps.snapshot(host, f"{self.rid}-after-migrate")
+            else:
+                more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+                console.step(host.name, f"migrating: {', '.join(names[:4])}{more}")
+            self.migrate_one(host)
+
+    def migrate_one(self, host) -> None:
+        self.snapshots[host.name] = steps.snapshot(host, f"{self.rid}-before-migrate")
+        try:
+            self.migrated.append(host)
+            steps.migrate(host, self.rel)
+        except ConnectError as e:
+            # The migration may still be running on the host: restoring the snapshot under
+            # it (or reversing it) could corrupt the database. Stop; an operator decides.
+            self.migrated.remove(host)
+            raise NeedsOperator(
+                f"{e.message}; the migration may still be running, so the snapshot "
+                f"{self.snapshots[host.name]} was NOT restored and nothing was switched",
+                "when it has finished, inspect the schema, then `mlctl ENV restore "
+                "SNAPSHOT` or deploy again",
+            ) from None
+        except MlctlError as e:
+            snap = self.snapshots[host.name]
+            if snap:
+                console.warn(f"{host.name}: migration failed; restoring {snap}")
+                steps.restore(host, snap)
+            self.migrated.remove(host)
+            raise DeployFailed(migration_failed(host.name, bool(snap), e.message)) from None
+        steps.snapshot(host, f"{self.rid}-after-migrate")
 
     def switch_all(self) -> None:
         batch = self.cfg["rolling"]["batch"] or len(self.sess.hosts)
@@ -384,114 +258,16 @@ class Deploy:
             console.warn(f"{host.name}: {prune.FAILED}; the deploy itself succeeded")
 
     def tag(self) -> None:
-        if self.dry or not self.cfg.get("tag_deploys", True):
+        if not self.cfg.get("tag_deploys", True):
             return
         name = f"deploy/{self.cfg.name}/{self.rid}"
+        if self.dry:  # a local git command, not a host's
+            console.out(f"then: git tag {name} {self.src.commit}")
+            return
         try:
             source.git(self.src.repo, "tag", name, self.src.commit)
         except PreflightFailed as e:
             console.warn(f"git tag {name} not created: {e.message}")
-
-    # ------------------------------------------------------------ failure handling
-
-    def fail(self, error: BaseException) -> None:
-        """Put every host back on the release it served before; nothing half-done stays current."""
-        why = cancel.describe(error) if isinstance(error, KeyboardInterrupt) else str(error)
-        self.needs_operator = isinstance(error, NeedsOperator)
-        self.sess.journal.record("", "deploy", outcome="failed", stage=self.stage, error=why)
-        if self.dry:
-            return
-        if isinstance(error, KeyboardInterrupt):  # Ctrl-C, SIGTERM, SIGHUP: stop the step first
-            self.still_running(cancel.stop_remote(self.sess))
-        # Cleanup must reach every host: reopen connections a cut link closed.
-        self.sess.each_settled(self.sess.reconnect)
-        if self.switched:
-            self.revert(why)
-            return
-        if self.migrated:  # before discarding: reversing needs this release's code
-            self.sess.each_settled(self.undo_migration, self.migrated)
-        if self.built and not self.needs_operator:  # its migration may still be using the code
-            self.sess.each_settled(self.discard)
-        # Every run that took a lock leaves its outcome next to its "started" record.
-        self.sess.each_settled(lambda h: self.record_failure(h, why), list(self.locked))
-
-    def still_running(self, hosts: list) -> None:
-        """Hosts where the interrupted step did not end: a migration there may still be
-        running, so its snapshot is not restored under it (an operator decides)."""
-        for host in [h for h in hosts if h in self.migrated]:
-            self.migrated.remove(host)
-            self.needs_operator = True
-            console.warn(
-                f"{host.name}: the migration may still be running, so the snapshot "
-                f"{self.snapshots.get(host.name)} was NOT restored — when it has finished, "
-                "inspect the schema, then `mlctl ENV restore SNAPSHOT` or deploy again"
-            )
-
-    def record_failure(self, host, why: str) -> None:
-        event = {
-            "event": "finished",
-            "action": "deploy",
-            "release": self.rid,
-            "outcome": "needs-operator" if self.needs_operator else "failed",
-            "stage": self.stage,
-            "error": clip(mask(why, self.sess.secrets)),
-        }
-        steps.record(host, event=event)
-
-    def revert(self, why: str) -> None:
-        console.warn(revert_message(why, [h.facts.get("current") for h in self.switched]))
-        if self.migrated:
-            self.sess.each_settled(self.undo_migration, self.migrated)
-        results = self.sess.each_settled(self.back_to_previous)
-        for host, res in zip(self.sess.hosts, results, strict=True):
-            if isinstance(res, MlctlError):  # said here, not only in the JSON log
-                console.fail(rollback_failed(host.name, host.facts.get("current"), res.message))
-
-    def back_to_previous(self, host) -> None:
-        """Serve what the host served before; a host that served nothing (a first deploy) is
-        left with no `current` and no app running, and the release is marked failed."""
-        previous = host.facts.get("current")
-        status = "bad" if previous else "failed"
-        try:
-            if host in self.switched and previous:
-                steps.serve(host, previous, "switch back")
-            elif host in self.switched:
-                steps.take_out_of_service(host)
-                console.warn(f"{host.name}: no release to go back to; {self.rid} stopped")
-        finally:  # the outcome is recorded even when the old release's health check fails too
-            event = {
-                "event": "finished",
-                "action": "deploy",
-                "release": self.rid,
-                "outcome": status,
-                "serving": previous,
-            }
-            steps.record(host, metas=[self.meta(status)], event=event)
-
-    def undo_migration(self, host) -> None:
-        """Reverse this release's migrations with its own code, else restore the snapshot."""
-        previous = host.facts.get("current")
-        snap = self.snapshots.get(host.name)
-        try:
-            if previous:
-                leaves = steps.release_leaves(host, previous)
-                plan = steps.migration_info(host, self.rel, "plan", json.dumps(leaves))
-                if not plan["irreversible"]:
-                    for app, name in plan["targets"]:
-                        steps.migrate(host, self.rel, app, name)
-                    return
-        except MlctlError as e:
-            console.warn(f"{host.name}: reversing migrations failed ({e.message})")
-        if snap:
-            console.warn(f"{host.name}: restoring database snapshot {snap}")
-            steps.restore(host, snap)
-
-    def discard(self, host) -> None:
-        removed = {**self.meta("partial"), "removed": True}
-        steps.record(host, metas=[removed], then=[relcmd.remove_release(self.lay, self.rid)])
-
-    def unlock_all(self) -> None:
-        self.sess.each_settled(locking.unlock, list(self.locked))
 
     # ------------------------------------------------------------ helpers
 
@@ -513,55 +289,3 @@ class Deploy:
             **leaves,
             **({"static": self.static} if self.static else {}),
         }
-
-
-def settings_env_needed(src: source.Source, settings_module: str) -> list[str]:
-    """Variables the settings module at this commit reads without a default, unconditionally."""
-    tree = source.git(src.repo, "ls-tree", "-r", "--name-only", src.commit, "--", src.subdir or ".")
-    prefix = f"{src.subdir.strip('/')}/" if src.subdir else ""
-    files = {p.removeprefix(prefix) for p in tree.splitlines()}
-
-    def read(rel: str) -> str | None:
-        return src.file(rel).decode(errors="replace") if rel in files else None
-
-    found = settings_scan.scan(read, settings_module)
-    skip = found.provided | settings_scan.WRITTEN_BY_MLCTL
-    return [n for n in found.required_names() if n not in skip]
-
-
-def migration_failed(host: str, restored: bool, error: str) -> str:
-    if restored:
-        return f"{host}: migration failed and the database was restored from its snapshot: {error}"
-    return (
-        f"{host}: migration failed (there was no database before it, so no snapshot to restore): "
-        f"{error}"
-    )
-
-
-def revert_message(why: str, previous: list) -> str:
-    """What the automatic rollback will do, truly: back to a release, or nothing to go back to."""
-    if all(previous):
-        return f"rolling every host back after: {why}"
-    if any(previous):
-        return f"rolling back the hosts that served a release (the others are stopped) after: {why}"
-    return f"no release to go back to; taking the new release out of service after: {why}"
-
-
-def rollback_failed(host: str, previous: str | None, error: str) -> str:
-    if not previous:
-        return f"{host}: could not take the failed release out of service: {error}"
-    return f"{host}: automatic rollback to {previous} FAILED: {error}"
-
-
-def _printer(host, streamed: bool = False):
-    """In --dry-run, every step prints its exact command instead of running it."""
-
-    def show(step, cmd, *args, **kwargs):
-        timeout = kwargs.get("timeout") or host.session.cfg["timeouts"]["command"]
-        wrapped = host.wrapped(cmd, kwargs.get("root", True), kwargs.get("user"), timeout)
-        text = wrapped.display(host.session.secrets)
-        suffix = " < archive" if streamed else ""
-        console.out(f"[{host.name}] {step}: {text}{suffix}")
-        return Result("", "", 0, 0)
-
-    return show

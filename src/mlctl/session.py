@@ -19,6 +19,7 @@ from .journal import Journal
 
 __all__ = ["Host", "Result", "Session"]
 
+
 class Session:
     """One environment, its hosts (connected lazily, once each), its journal.
 

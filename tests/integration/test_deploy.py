@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -387,4 +388,91 @@ def test_dry_run_prints_the_commands_and_changes_nothing(world):
     assert switch in p.stdout and " sh -c 'set -e; " in p.stdout, p.stdout
     assert "import select" not in p.stdout
     assert "collectstatic" in p.stdout and "mv -Tf" in p.stdout
+    # each printed step is the command as it runs: its own step number in the watcher's tag
+    numbers = [int(n) for n in re.findall(r"<mlctl-watch> \d+ \S+\.(\d+) sh -c", p.stdout)]
+    assert len(numbers) > 3 and numbers == sorted(set(numbers)), p.stdout
+    # the rest of the pipeline is planned too: the record, prune and unlock of `finish`
+    assert f"[{h.address}] record: " in p.stdout and "when migrations are pending" in p.stdout
     assert ssh(farm, h, tree) == before
+
+
+# what a deploy runs on a PostgreSQL host when migrations are pending
+MIGRATION_STEPS = ["snapshot RID-before-migrate", "migrate", "snapshot RID-after-migrate"]
+
+
+def journal_steps(records: list[dict]) -> list[dict]:
+    """The commands of one run after its facts were gathered (where a dry run starts planning)."""
+    return [r for r in records if "command" in r and r["step"] != "facts"]
+
+
+def normalized(command: str, run_id: str, rid: str) -> str:
+    """What differs between two runs of the same commit by nature: the run's id (and the step
+    numbers of the watcher's tags), the release id (a timestamp) and the time in records."""
+    command = command.replace(run_id, "RUN").replace(rid, "RID")
+    command = re.sub(r"RUN\.\d+", "RUN.N", command)
+    return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}", "TIME", command)
+
+
+def without_build_outputs(command: str, static: str | None) -> str:
+    """The real run knows what the build printed (the leaf migrations and one collected static
+    file, written into the release's metadata and requested by the health probe); a dry run
+    cannot, as it builds nothing. Removing exactly those leaves the command a dry run plans."""
+    command = re.sub(r',\n "leaves": \{[^}]*\}', "", command)
+    if static:
+        command = command.replace(f',\n "static": "{static}"', "")
+        command = re.sub(
+            r', \{"path": "' + re.escape(static) + r'", "expect": "200"[^}]*\}', "", command
+        )
+    return command
+
+
+def test_dry_run_plans_exactly_the_commands_a_real_deploy_runs(world, tmp_path):
+    """Step for step: `deploy --dry-run`, then a real deploy of the same commit; the planned
+    commands and the journal's are the same but for what only the real run can know."""
+    farm, inv, h, repo = world["farm"], world["inv"], world["test"], world["repo"]
+    logs = tmp_path / "logs"
+    dry = mlctl(inv, "--log-dir", str(logs), "test", "deploy", "--dry-run")
+    real = mlctl(inv, "--log-dir", str(logs), "test", "deploy")
+    records = [json.loads(x) for x in (logs / "mlctl.jsonl").read_text().splitlines()]
+    run_ids = list(dict.fromkeys(r["run_id"] for r in records))
+    assert len(run_ids) == 2, run_ids
+    planned, ran = (journal_steps([r for r in records if r["run_id"] == i]) for i in run_ids)
+    assert planned and {r["outcome"] for r in planned} == {"planned"}, planned
+    assert "planned" not in {r["outcome"] for r in ran}
+    commit = git(repo, "rev-parse", "HEAD")[:12]
+    dry_rid = re.search(
+        rf"\d{{14}}-{commit}",
+        planned[[r["step"] for r in planned].index("upload and build")]["command"],
+    ).group(0)
+    real_rid = current(farm, h)
+    meta = json.loads(ssh(farm, h, f"cat {D}/.mlctl/releases/{real_rid}.json"))
+    plan = [
+        (normalized(r["step"], run_ids[0], dry_rid), normalized(r["command"], run_ids[0], dry_rid))
+        for r in planned
+    ]
+    static = meta.get("static")
+    done = [
+        (
+            normalized(r["step"], run_ids[1], real_rid),
+            without_build_outputs(normalized(r["command"], run_ids[1], real_rid), static),
+        )
+        for r in ran
+    ]
+    # A fact only the real build knows: whether migrations are pending. The dry run plans the
+    # snapshot-migrate-snapshot block a real run runs when there are; this commit has none, so
+    # the real run skipped exactly that block.
+    assert "no migration pending; snapshot skipped" in real.stderr, real.stderr
+    assert "when migrations are pending:" in dry.stdout
+    migration = [s for s in plan if s[0] in MIGRATION_STEPS]
+    assert [s for s, _ in migration] == MIGRATION_STEPS, plan
+    expected = [s for s in plan if s not in migration]
+    assert [s for s, _ in done] == [s for s, _ in expected]
+    for (step, planned_cmd), (_, run_cmd) in zip(expected, done, strict=True):
+        assert planned_cmd == run_cmd, step
+    # what the dry run printed is what it recorded, in order
+    shown = [
+        f"[{h.address}] {r['step']}: {r['command']}" + (" < archive" if "bytes" in r else "")
+        for r in planned
+    ]
+    positions = [dry.stdout.find(line) for line in shown]
+    assert -1 not in positions and positions == sorted(positions), dry.stdout

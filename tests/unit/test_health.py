@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import deploy, healthpaths, inventory, pipfail, remote, schema, steps
+from mlctl import compensation, healthpaths, inventory, pipfail, remote, schema, steps
 from mlctl.commands import service
 from mlctl.errors import DeployFailed, PreflightFailed
 from mlctl.session import Session
@@ -292,26 +292,28 @@ def test_probe_or_explain_exact():
 
 
 def test_rollback_messages_say_what_happens():
-    assert deploy.revert_message("boom", ["r1", "r1"]) == "rolling every host back after: boom"
-    assert deploy.revert_message("boom", [None]) == (
+    assert (
+        compensation.revert_message("boom", ["r1", "r1"]) == "rolling every host back after: boom"
+    )
+    assert compensation.revert_message("boom", [None]) == (
         "no release to go back to; taking the new release out of service after: boom"
     )
-    assert deploy.revert_message("boom", ["r1", None]) == (
+    assert compensation.revert_message("boom", ["r1", None]) == (
         "rolling back the hosts that served a release (the others are stopped) after: boom"
     )
-    assert deploy.rollback_failed("h2", "r1", "step 'switch back' failed (exit 1)") == (
+    assert compensation.rollback_failed("h2", "r1", "step 'switch back' failed (exit 1)") == (
         "h2: automatic rollback to r1 FAILED: step 'switch back' failed (exit 1)"
     )
-    assert deploy.rollback_failed("h2", None, "no sudo") == (
+    assert compensation.rollback_failed("h2", None, "no sudo") == (
         "h2: could not take the failed release out of service: no sudo"
     )
 
 
 def test_migration_failure_says_restored_only_when_a_snapshot_was():
-    assert deploy.migration_failed("h1", True, "boom") == (
+    assert compensation.migration_failed("h1", True, "boom") == (
         "h1: migration failed and the database was restored from its snapshot: boom"
     )
-    assert deploy.migration_failed("h1", False, "boom") == (
+    assert compensation.migration_failed("h1", False, "boom") == (
         "h1: migration failed (there was no database before it, so no snapshot to restore): boom"
     )
 

@@ -96,33 +96,18 @@ def _local_environment() -> str | None:
 
 
 def _run(spec: TaskSpec, c, options: dict):
-    import time
-
+    """The task through the runner `mlctl` uses; a failure ends Invoke with the same code."""
     from invoke.exceptions import Exit
 
-    from .. import cancel, console, summary
+    from ..runner import run_task
 
-    started, code, error, sel = time.time(), 1, "", None
+    kwargs, settings = spec.split(options)
 
-    def last_words(exit_code: int) -> None:
-        summary.write(
-            spec.name, sel.env if sel else None, exit_code, "stopped by a second signal", started
-        )
-
-    cancel.install(last_words)
-    try:
+    def select():
         sel = selection_for(c)
-        kwargs, settings = spec.split(options)
         sel.overrides.update(settings)
-        code = int(spec.function()(sel, **kwargs) or 0)
-    except MlctlError as e:
-        console.fail(str(e))
-        code, error = e.exit_code, str(e)
-    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: as under `mlctl`
-        error = cancel.describe(e)
-        console.fail(f"{error}; {cancel.AFTERMATH}")
-        code = cancel.exit_code(e)
-    finally:
-        summary.write(spec.name, sel.env if sel else None, code, error, started)
+        return sel
+
+    code = run_task(spec, select, kwargs)
     if code:
         raise Exit(code=code)
