@@ -449,14 +449,11 @@ def exit_code(checks: list[Check]) -> int:
 
 
 def check_task(sel, json: bool = False) -> int:
-    sess = open_session(sel, "check")
-    cfg = sess.cfg
-    if not json:
-        console.banner(cfg.name, cfg.color, "check", cfg.hosts)
-    try:
+    with open_session(sel, "check") as sess:
+        cfg = sess.cfg
+        if not json:
+            console.banner(cfg.name, cfg.color, "check", cfg.hosts)
         facts = gather(sess, "check")
-    finally:
-        sess.close()
     unit = unit_name(cfg.project["name"])
     results = {host: evaluate(f, cfg.settings, unit) for host, f in facts.items()}
     code = max((exit_code(c) for c in results.values()), default=0)

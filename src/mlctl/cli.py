@@ -56,15 +56,8 @@ def add_global_options(p: argparse.ArgumentParser, after_task: bool = False) -> 
         help="write a JSON summary of the run here (for CI; also MLCTL_SUMMARY)",
         **unset,
     )
-    g.add_argument(
-        "-v",
-        "--debug",
-        "--verbose",
-        action="store_true",
-        dest="debug",
-        help="show tracebacks",
-        **unset,
-    )
+    verbose = ("-v", "--debug", "--verbose")
+    g.add_argument(*verbose, action="store_true", dest="debug", help="show tracebacks", **unset)
 
 
 VALUE_OPTIONS = ("--inventory", "-i", "--host", "--set", "--log-dir", "--summary")

@@ -156,14 +156,11 @@ def diag_table(env: str, hosts: dict[str, dict]) -> Table:
 
 
 def diag_task(sel, json: bool = False, watch: bool = False, interval: float = 5.0) -> int:
-    sess = open_session(sel, "diag")
-    cfg = sess.cfg
-    try:
+    with open_session(sel, "diag") as sess:
+        cfg = sess.cfg
         if watch and not json:
             return _watch(sess, interval)
         hosts = _diag_round(sess)
-    finally:
-        sess.close()
     if json:
         console.out(jsonlib.dumps({"env": cfg.name, "hosts": hosts}, indent=1, default=str))
     else:
@@ -262,11 +259,8 @@ def status_line(host: str, facts: dict, expect_status: int, now: float | None = 
 
 def status_task(sel) -> int:
     """One line per host; exit 0 when every host is reachable and healthy (or has no release)."""
-    sess = open_session(sel, "status")
-    try:
+    with open_session(sel, "status") as sess:
         facts = gather(sess, "status")
-    finally:
-        sess.close()
     expect = sess.cfg["health"]["expect_status"]
     results = [status_line(h, f, expect) for h, f in facts.items()]
     for text, _ in results:

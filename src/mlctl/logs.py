@@ -113,13 +113,12 @@ def prefixed(host: str, line: str, width: int = 0) -> str:
 def logs_task(
     sel, service: str = "app", since: str | None = None, lines: int = 50, follow: bool = False
 ) -> int:
-    sess = open_session(sel, "logs")
-    cfg = sess.cfg
-    cmd = log_command(cfg.settings, cfg.project["name"], service, lines, since, follow)
-    if since and (service != "app" or cfg.local):
-        console.warn("--since applies to the app journal only; showing the last lines instead")
-    sess.refuse_root()
-    try:
+    with open_session(sel, "logs") as sess:
+        cfg = sess.cfg
+        cmd = log_command(cfg.settings, cfg.project["name"], service, lines, since, follow)
+        if since and (service != "app" or cfg.local):
+            console.warn("--since applies to the app journal only; showing the last lines instead")
+        sess.refuse_root()
         reachable = _connect_all(sess)
         if not reachable:
             return ConnectError.exit_code
@@ -127,8 +126,6 @@ def logs_task(
             follow_all(sess, reachable, cmd)
         else:
             _print_merged(sess, reachable, cmd)
-    finally:
-        sess.close()
     return 0 if len(reachable) == len(sess.hosts) else 1
 
 

@@ -323,8 +323,7 @@ def monitor_task(
 ) -> int:
     if once and watch:
         raise UsageError("--once and --watch exclude each other")
-    sess = open_session(sel, "monitor")
-    try:
+    with open_session(sel, "monitor") as sess:
         if not watch:
             return monitor_round(sess, window, webhook, prometheus)
         try:
@@ -333,8 +332,6 @@ def monitor_task(
                 time.sleep(max(1.0, interval))
         except KeyboardInterrupt:
             return 0  # the operator ended the watch; alerts were already reported per round
-    finally:
-        sess.close()
 
 
 def monitor_round(sess, window: int, webhook: str | None, prometheus: str | None) -> int:

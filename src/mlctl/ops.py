@@ -18,9 +18,13 @@ from .shell import MASK, Cmd
 
 def _connected(sel, action: str, yes: bool = False, guarded: bool = False):
     sess = open_session(sel, action)
-    if guarded:
-        guards.confirm(sess.cfg, action, yes)
-    sess.connect()
+    try:
+        if guarded:
+            guards.confirm(sess.cfg, action, yes)
+        sess.connect()
+    except BaseException:
+        sess.close()  # the task's own `finally` closes it from here on
+        raise
     return sess
 
 

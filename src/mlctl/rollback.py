@@ -21,12 +21,11 @@ from .shell import Cmd
 
 
 def rollback_task(sel, to=None, db="auto", yes=False) -> int:
-    sess = open_session(sel, "rollback")
-    cfg = sess.cfg
-    if to:
-        check_release_id(to)
-    guards.confirm(cfg, "rollback", yes)
-    try:
+    with open_session(sel, "rollback") as sess:
+        cfg = sess.cfg
+        if to:
+            check_release_id(to)
+        guards.confirm(cfg, "rollback", yes)
         sess.connect()
         sess.each(steps.gather_facts)
         target = choose_target(sess, to)
@@ -42,8 +41,6 @@ def rollback_task(sel, to=None, db="auto", yes=False) -> int:
         finally:
             with cancel.held(reraise=False):
                 sess.each_settled(locking.unlock, locked)
-    finally:
-        sess.close()
     console.done(f"{cfg.name}: serving {target}")
     return 0
 

@@ -28,10 +28,9 @@ SERVER_NAME = re.compile(r"^[A-Za-z0-9._* -]{1,200}$")
 
 
 def setup_task(sel, yes=False) -> int:
-    sess = open_session(sel, "setup")
-    guards.confirm(sess.cfg, "setup", yes)
-    console.banner(sess.cfg.name, sess.cfg.color, "setup", sess.cfg.hosts)
-    try:
+    with open_session(sel, "setup") as sess:
+        guards.confirm(sess.cfg, "setup", yes)
+        console.banner(sess.cfg.name, sess.cfg.color, "setup", sess.cfg.hosts)
         sess.connect()
         if sess.cfg.local:
             prepare_local(sess, verbose=True)
@@ -39,8 +38,6 @@ def setup_task(sel, yes=False) -> int:
             validate(sess.cfg)
             sess.each(require_tools)  # every host, before any of them changes
             sess.each(provision)
-    finally:
-        sess.close()
     console.done(f"{sess.cfg.name}: setup complete")
     return 0
 

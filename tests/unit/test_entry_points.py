@@ -159,3 +159,88 @@ def test_summary_file_is_written_for_ci_also_on_failure(project, tmp_path):
     data = json.loads(bad.read_text())
     assert (data["outcome"], data["exit_code"]) == ("failed", 4)
     assert data["error"] == r.stderr.strip().removeprefix("error: ")  # the same one line
+
+
+# ---------------------------------------------------------------- one runner behind all three
+
+TOOLS = ["mlctl", "fab", "inv"]
+
+
+def ending(project, tool: str, *args: str, env: dict) -> tuple:
+    """How a task ended under `tool`: exit code, its error lines, the CI summary's verdict."""
+    summary = project / f"summary-{tool}.json"
+    r = run(project, tool, *args, env={**env, "MLCTL_SUMMARY": str(summary)})
+    return r.returncode, error_lines(r.stderr), verdict(summary)
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if ln.startswith("error: ")]
+
+
+def verdict(summary) -> tuple:
+    data = json.loads(summary.read_text())
+    return data["task"], data["env"], data["exit_code"], data["outcome"], data["error"]
+
+
+def test_an_unknown_environment_ends_alike_under_every_front_end(project):
+    endings = {t: ending(project, t, "config", env={"MLCTL_ENV": "nosuch"}) for t in TOOLS}
+    line = "error: unknown environment 'nosuch' (known: dev, test, live)"
+    expected = (3, [line], ("config", "nosuch", 3, "failed", line.removeprefix("error: ")))
+    assert endings == {t: expected for t in TOOLS}
+
+
+def test_a_bad_inventory_ends_alike_under_every_front_end(project):
+    inv = project / "environments.yaml"
+    inv.write_text(inv.read_text().replace("keep_releases: 5", "keep_releases: x"))
+    endings = {t: ending(project, t, "config", env={"MLCTL_ENV": "live"}) for t in TOOLS}
+    code, lines, summary = endings["mlctl"]
+    assert code == 3 and len(lines) == 1, endings
+    assert re.fullmatch(
+        r"error: environments\.yaml:\d+: defaults\.keep_releases: expected int, got a string",
+        lines[0],
+    )
+    assert summary == ("config", "live", 3, "failed", lines[0].removeprefix("error: "))
+    assert endings == {t: endings["mlctl"] for t in TOOLS}
+
+
+@pytest.fixture
+def silent_host():
+    """A TCP port that accepts and never says a word: a connect under way, until interrupted."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_ctrl_c_during_a_task_ends_alike_under_every_front_end(project, silent_host, tool):
+    import signal
+    import time
+
+    port = silent_host.getsockname()[1]
+    (project / "environments.yaml").write_text(
+        "project: {name: app, settings_module: app.settings, wsgi: app.wsgi:application}\n"
+        "defaults: {deploy_to: /srv/app, user: deploy, timeouts: {connect: 3}}\n"
+        f"environments:\n  test:\n    hosts: ['127.0.0.1:{port}']\n"
+    )
+    summary = project / "summary.json"
+    env = {**clean_environ(project), "MLCTL_ENV": "test", "MLCTL_SUMMARY": str(summary)}
+    p = subprocess.Popen(
+        [str(BIN / tool), "check"],
+        cwd=project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    silent_host.settimeout(30)
+    conn, _ = silent_host.accept()  # the task is running: it is connecting to this host
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=60)
+    conn.close()
+    line = "error: interrupted; the lock was released and the current release left serving"
+    assert (p.returncode, error_lines(stderr)) == (130, [line]), stderr
+    assert verdict(summary) == ("check", "test", 130, "failed", "interrupted")
