@@ -54,22 +54,32 @@ class RemoteCommandFailed(MlctlError):
 
 
 class CommandTimeout(MlctlError):
+    """A step ran past its limit (timeouts.command), on the host or waiting for it."""
+
     exit_code = 7
 
 
 class LockHeld(MlctlError):
+    """Another run holds the deploy lock."""
+
     exit_code = 8
 
 
 class PreflightFailed(MlctlError):
+    """A check before anything changes said no (work tree, disk, Python, .env)."""
+
     exit_code = 9
 
 
 class DeployFailed(MlctlError):
+    """A deploy step failed: a migration, the health check, a port in use."""
+
     exit_code = 10
 
 
 class RollbackFailed(MlctlError):
+    """A rollback could not bring the previous release back."""
+
     exit_code = 11
 
 
@@ -80,4 +90,6 @@ class NeedsOperator(MlctlError):
 
 
 class UsageError(MlctlError):
+    """The command line itself is wrong."""
+
     exit_code = 2

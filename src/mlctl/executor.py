@@ -64,25 +64,17 @@ class Host:
         quiet: bool = True,
     ) -> Result:
         """Run one step; log it; raise (RemoteCommandFailed, CommandTimeout, …) unless `warn`."""
-        res = self.execute(step, cmd, root=root, user=user, timeout=timeout, warn=warn)
+        res = self.execute(step, cmd, root, user, timeout, warn, None)
         if not quiet and res.stdout.strip():
             console.step(self.name, res.stdout.strip())
         return res
 
     def stream(self, step: str, cmd: Cmd, data: bytes, root: bool = True) -> Result:
         """Run `cmd` with `data` on its stdin (an archive), in one round trip."""
-        return self.execute(step, cmd, root=root, data=data)
+        return self.execute(step, cmd, root, None, None, False, data)
 
-    def execute(
-        self,
-        step: str,
-        cmd: Cmd,
-        root: bool = True,
-        user: str | None = None,
-        timeout: float | None = None,
-        warn: bool = False,
-        data: bytes | None = None,
-    ) -> Result:
+    def execute(self, step, cmd: Cmd, root, user, timeout, warn, data: bytes | None) -> Result:
+        """The one executor: render, run (or plan), record, map the ending to an error."""
         sess = self.session
         timeout = timeout or sess.cfg["timeouts"]["command"]
         wrapped = self.wrapped(cmd, root, user, timeout)
