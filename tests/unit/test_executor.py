@@ -96,3 +96,21 @@ def test_a_lost_channel_is_a_connect_error_even_with_warn():
     assert failure("h", "s", Result("", "", 0, 1), 60, False, False) is None
     timeout = failure("h", "s", Result("", "", 124, 1), 60, False, False)
     assert isinstance(timeout, CommandTimeout) and "after 60s" in str(timeout)
+
+
+def test_an_error_while_putting_back_is_named_and_returned(host, capsys):
+    from mlctl.errors import MlctlError
+
+    def restore(h):
+        raise MlctlError(f"{h.name}: step 'restore' failed (exit 1)", "check the dump")
+
+    sess = host.session
+    results = sess.each_settled(restore, putting_back="the database")
+    assert [type(r) for r in results] == [MlctlError]  # the caller still sees it, unraised
+    err = capsys.readouterr().err
+    assert (
+        "could not put back the database on localhost: localhost: step 'restore' failed "
+        "(exit 1) — check the dump"
+    ) in " ".join(err.split())
+    sess.each_settled(restore)  # without `putting_back`: returned only, as before
+    assert "could not put back" not in capsys.readouterr().err
