@@ -152,59 +152,41 @@ def hooks(s: ToolSettings, inventory_path: str, inventory_regex: str, tests: str
     """Every hook init wants, in the order they run."""
     fixers = _pin("pre-commit-hooks")
     python = ("types_or: [python, pyi]", "require_serial: true")
-    return [
-        Hook(
+    # (id, name, entry, requirement to install it from, its other keys)
+    table = [
+        (
             "trailing-whitespace",
-            _hook(
-                "trailing-whitespace",
-                "trailing whitespace",
-                "trailing-whitespace-fixer",
-                fixers,
-                "types: [text]",
-            ),
+            "trailing whitespace",
+            "trailing-whitespace-fixer",
+            fixers,
+            ("types: [text]",),
         ),
-        Hook(
-            "end-of-file-fixer",
-            _hook("end-of-file-fixer", "end of file", "end-of-file-fixer", fixers, "types: [text]"),
-        ),
-        Hook(
+        ("end-of-file-fixer", "end of file", "end-of-file-fixer", fixers, ("types: [text]",)),
+        # Syntax only: tags such as !reference or !Ref and several documents are valid YAML.
+        (
             "check-yaml",
-            # Syntax only: tags such as !reference or !Ref and several documents are valid YAML.
-            _hook(
-                "check-yaml",
-                "yaml syntax",
-                "check-yaml --unsafe --allow-multiple-documents",
-                fixers,
-                "types: [yaml]",
-            ),
+            "yaml syntax",
+            "check-yaml --unsafe --allow-multiple-documents",
+            fixers,
+            ("types: [yaml]",),
         ),
-        Hook("isort", _hook("isort", "isort", isort_entry(s), _pin("isort"), *python)),
-        Hook("black", _hook("black", "black", black_entry(s), _pin("black"), *python)),
-        Hook("ruff", _hook("ruff", "ruff", "ruff check --force-exclude", _pin("ruff"), *python)),
-        Hook(
+        ("isort", "isort", isort_entry(s), _pin("isort"), python),
+        ("black", "black", black_entry(s), _pin("black"), python),
+        ("ruff", "ruff", "ruff check --force-exclude", _pin("ruff"), python),
+        (
             "mlctl-inventory",
-            _hook(
-                "mlctl-inventory",
-                "mlctl inventory is valid",
-                f"mlctl --inventory {inventory_path} dev config --json",
-                "",
-                f"files: ^{inventory_regex}$",
-                "pass_filenames: false",
-            ),
+            "mlctl inventory is valid",
+            f"mlctl --inventory {inventory_path} dev config --json",
+            "",
+            (f"files: ^{inventory_regex}$", "pass_filenames: false"),
         ),
-        Hook(
-            "tests",
-            _hook(
-                "tests",
-                "project tests",
-                tests,
-                "",
-                "pass_filenames: false",
-                "always_run: true",
-                "stages: [pre-push]",
-            ),
-            stage="pre-push",
-        ),
+    ]
+    pre_commit = [
+        Hook(i, _hook(i, name, entry, req, *extra)) for i, name, entry, req, extra in table
+    ]
+    push = ("pass_filenames: false", "always_run: true", "stages: [pre-push]")
+    return pre_commit + [
+        Hook("tests", _hook("tests", "project tests", tests, "", *push), "pre-push")
     ]
 
 

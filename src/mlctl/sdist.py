@@ -115,19 +115,11 @@ def build_wheel(
             "or set build.install: remote (the hosts build it: compiler and registry needed)",
         )
     with tempfile.TemporaryDirectory(prefix="mlctl-sdist-") as out:
-        argv = [interpreter, "-m", "pip", "wheel", "--disable-pip-version-check", "-q"]
-        if not _has_pip(interpreter):  # this pip, run for that interpreter
-            argv = [sys.executable, "-m", "pip", "--python", interpreter, *argv[3:]]
-        p = subprocess.run(
-            [*argv, "--no-deps", "--wheel-dir", out, "-r", str(requirements)],
-            capture_output=True,
-            text=True,
-        )
-        if p.returncode != 0:
-            tail = (p.stderr.strip().splitlines() or ["pip wheel failed"])[-1]
+        failed = _pip_wheel(interpreter, requirements, Path(out))
+        if failed:
             raise PreflightFailed(
                 f"{spec} has no wheel for {where}; building it with {interpreter} failed: "
-                f"{tail[:160]}",
+                f"{failed[:160]}",
                 "install what its build needs here, or set build.install: remote",
             )
         wheels = sorted(Path(out).glob("*.whl"))
@@ -140,6 +132,22 @@ def build_wheel(
         target = dest / wheels[0].name
         shutil.move(str(wheels[0]), target)
     return target
+
+
+def _pip_wheel(interpreter: str, requirements: Path, out: Path) -> str:
+    """Build the wheels of `requirements` (without their dependencies) into `out` with that
+    interpreter's pip; pip's last line of error when it fails, "" when it builds."""
+    argv = [interpreter, "-m", "pip", "wheel", "--disable-pip-version-check", "-q"]
+    if not _has_pip(interpreter):  # this pip, run for that interpreter
+        argv = [sys.executable, "-m", "pip", "--python", interpreter, *argv[3:]]
+    p = subprocess.run(
+        [*argv, "--no-deps", "--wheel-dir", str(out), "-r", str(requirements)],
+        capture_output=True,
+        text=True,
+    )
+    if p.returncode == 0:
+        return ""
+    return (p.stderr.strip().splitlines() or ["pip wheel failed"])[-1]
 
 
 def _has_pip(python: str) -> bool:

@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlctl import init, inventory, settings_scan, source
+from mlctl import (
+    django_layout,
+    init_files,
+    init_values,
+    inventory,
+    project_facts,
+    settings_scan,
+    source,
+)
 from mlctl.errors import PreflightFailed
 from mlctl.shell import MASK, mask
 
@@ -118,7 +126,7 @@ def run_init(path: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_wsgi_default_wins_over_manage_py_development_settings(tmp_path):
     root = split_settings(tmp_path / "shop", "config.settings.local", "config.settings.production")
-    module, why = init.choose_settings(root)
+    module, why = django_layout.choose_settings(root)
     assert module == "config.settings.production"
     assert "config/wsgi.py's default" in why and "config.settings.local is for development" in why
 
@@ -128,7 +136,7 @@ def test_production_module_next_to_a_development_default(tmp_path):
     root = split_settings(
         tmp_path / "demo", "config.settings.dev", "config.settings.dev", ("base", "dev", "prod")
     )
-    module, why = init.choose_settings(root)
+    module, why = django_layout.choose_settings(root)
     assert module == "config.settings.prod"
     assert why == (
         "the production module next to config.settings.dev, the default of manage.py and "
@@ -146,13 +154,13 @@ def test_single_settings_module_stays_manage_py_default(tmp_path):
             "site1/wsgi.py": WSGI.format(settings="site1.settings"),
         },
     )
-    assert init.choose_settings(root) == ("site1.settings", "manage.py's default")
+    assert django_layout.choose_settings(root) == ("site1.settings", "manage.py's default")
 
 
 def test_development_default_without_production_module_is_said_so(tmp_path):
     root = split_settings(tmp_path / "x", "config.settings.local", "config.settings.local")
     (root / "config/settings/production.py").unlink()
-    module, why = init.choose_settings(root)
+    module, why = django_layout.choose_settings(root)
     assert module == "config.settings.local" and "looks like development settings" in why
 
 
@@ -326,7 +334,7 @@ def test_settings_deploy_helpers_are_all_private():
     starts with an underscore: none can replace, or be replaced by, a project's name."""
     import ast
 
-    text = init.render(init.template("settings_deploy.py.tmpl"), _template_values())
+    text = init_files.render(init_files.template("settings_deploy.py.tmpl"), _template_values())
     tree = ast.parse(text)
     defined = set()
     for node in tree.body:
@@ -349,7 +357,10 @@ def test_settings_deploy_helpers_are_all_private():
 
 
 def _template_values() -> dict:
-    values = {m: "x" for m in init.PLACEHOLDER.findall(init.template("settings_deploy.py.tmpl"))}
+    values = {
+        m: "x"
+        for m in init_files.PLACEHOLDER.findall(init_files.template("settings_deploy.py.tmpl"))
+    }
     values.update(depth=1, env_aliases="")
     return values
 
@@ -635,7 +646,7 @@ def test_installed_app_alone_does_not_need_postgresql(tmp_path):
     root = split_settings(tmp_path / "pg", "config.settings.local", "config.settings.production")
     base = root / "config/settings/base.py"
     base.write_text(base.read_text() + 'INSTALLED_APPS += ["django.contrib.postgres"]\n')
-    assert init.needs_postgres(root) == ""
+    assert project_facts.needs_postgres(root) == ""
 
 
 def test_local_postgres_env_from_the_inventory(write_inventory):
@@ -692,7 +703,9 @@ def test_init_ignores_the_dev_tree_before_git_add(tmp_path):
 
 
 def test_dev_port_differs_per_project_and_health_url_follows_bind(tmp_path, write_inventory):
-    ports = {init.dev_port(n) for n in ("shop", "blog", "bakerydemo", "cookie_shop", "mysite")}
+    ports = {
+        init_values.dev_port(n) for n in ("shop", "blog", "bakerydemo", "cookie_shop", "mysite")
+    }
     assert len(ports) == 5 and all(8100 <= p <= 8999 for p in ports)
     inv = inventory.load(
         write_inventory(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlctl import init
+from mlctl import init_values
 
 from .conftest import REPO, clean_environ
 
@@ -95,7 +95,7 @@ def test_cookie_shop_runs_production_settings_and_lists_what_they_require(tmp_pa
     assert "this project needs PostgreSQL (django_site_id_seq in cookie_shop/contrib/sites/" in (
         p.stderr
     )
-    assert dev["bind"] == f"127.0.0.1:{init.dev_port('cookie_shop')}" and "health" not in dev
+    assert dev["bind"] == f"127.0.0.1:{init_values.dev_port('cookie_shop')}" and "health" not in dev
     assert dev["tag_deploys"] is False
     assert_dev_tree_ignored(root)
 
@@ -143,5 +143,5 @@ def test_djangopackages_needs_postgresql_on_dev(tmp_path):
 
 
 def test_two_corpus_projects_get_different_dev_ports(tmp_path):
-    ports = {init.dev_port(n) for n in ("cookie_shop", "bakerydemo", "djangopackages")}
+    ports = {init_values.dev_port(n) for n in ("cookie_shop", "bakerydemo", "djangopackages")}
     assert len(ports) == 3

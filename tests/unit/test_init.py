@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlctl import init, inventory
+from mlctl import init, init_files, init_values, inventory, project_facts
 from mlctl.registry import TASKS
 
 from .conftest import BIN, clean_environ, one_line
@@ -99,7 +99,7 @@ def test_init_writes_every_file_and_the_next_three_commands(project, run_init):
     assert "environments.yaml" in steps[0] and "git commit" in steps[0]
     assert steps[1:] == ["cd mysite && mlctl test setup", "cd mysite && mlctl test deploy"]
     for text in (project / name for name in WRITTEN):
-        assert not init.PLACEHOLDER.search(text.read_text()), text
+        assert not init_files.PLACEHOLDER.search(text.read_text()), text
 
 
 def test_generated_inventory_validates_with_the_loader(project, run_init, mlctl):
@@ -118,7 +118,7 @@ def test_generated_inventory_validates_with_the_loader(project, run_init, mlctl)
         "tests": "python manage.py test",
     }
     dev = inventory.resolve(inv, "dev", {})
-    port = init.dev_port("mysite")
+    port = init_values.dev_port("mysite")
     assert dev.local and dev["service"] == "pidfile" and dev["bind"] == f"127.0.0.1:{port}"
     assert dev["database"]["engine"] == "sqlite"
     assert dev["health"]["url"] == f"http://127.0.0.1:{port}/healthz"  # derived from bind
@@ -193,14 +193,14 @@ def test_nested_project_gets_subdir_and_files_at_the_target(tmp_path, run_init, 
 
 
 def test_name_is_sanitized_and_generic_packages_use_the_directory(tmp_path):
-    assert init.sanitize_name("My Site!") == "my-site"
-    assert init.sanitize_name("9lives_app") == "lives_app"
-    assert init.sanitize_name("___") == "app"
-    assert re.fullmatch(r"[a-z][a-z0-9_-]{0,40}", init.sanitize_name("x" * 80))
+    assert project_facts.sanitize_name("My Site!") == "my-site"
+    assert project_facts.sanitize_name("9lives_app") == "lives_app"
+    assert project_facts.sanitize_name("___") == "app"
+    assert re.fullmatch(r"[a-z][a-z0-9_-]{0,40}", project_facts.sanitize_name("x" * 80))
     root = tmp_path / "Acme Shop"
     root.mkdir()
     subprocess.run([str(BIN / "django-admin"), "startproject", "config", "."], cwd=root, check=True)
-    project = init.inspect(root)
+    project = project_facts.inspect(root)
     assert project.settings_module == "config.settings" and project.name == "acme-shop"
 
 
@@ -241,9 +241,9 @@ def test_server_packages_are_read_from_the_whole_closure_of_the_requirements(pro
 
 
 def test_pytest_projects_gate_on_pytest(project):
-    assert init.inspect(project).tests == "python manage.py test"
+    assert project_facts.inspect(project).tests == "python manage.py test"
     (project / "pytest.ini").write_text("[pytest]\nDJANGO_SETTINGS_MODULE = mysite.settings\n")
-    assert init.inspect(project).tests == "python -m pytest -q"
+    assert project_facts.inspect(project).tests == "python -m pytest -q"
 
 
 def test_settings_facts_are_found(project):
@@ -254,7 +254,7 @@ def test_settings_facts_are_found(project):
         + "DATABASES = {'default': dj_database_url.config()}\n"
         + "WSGI_APPLICATION = 'mysite.wsgi.application'\n"
     )
-    p = init.inspect(project)
+    p = project_facts.inspect(project)
     assert p.wsgi == "mysite.wsgi:application"
     assert "database sqlite3 via DATABASE_URL" in p.facts
     assert any("STATIC_ROOT" in n and "staticfiles" in n for n in p.notes)
@@ -452,7 +452,7 @@ def test_ci_templates_are_valid_yaml_and_deploy_with_fab(project, run_init, ci):
     path = project / (".github/workflows/deploy.yml" if ci == "github" else ".gitlab-ci.yml")
     text = path.read_text()
     data = yaml.safe_load(text)
-    assert not init.PLACEHOLDER.search(text)
+    assert not init_files.PLACEHOLDER.search(text)
     assert 'fab test deploy --ref "$' in text
     assert "MLCTL_LOG_DIR" in text and "ci-logs" in text
     assert "DEPLOY_SSH_KEY" in text and "DEPLOY_KNOWN_HOSTS" in text

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlctl import init, inventory, pyversion, remote, sdist
+from mlctl import init_files, inventory, project_facts, pyversion, remote, sdist
 from mlctl.commands import probes
 from mlctl.errors import InventoryError, PreflightFailed
 
@@ -136,7 +136,7 @@ def test_init_finds_a_lock_at_the_repository_root_and_names_poetry_s_limits(tmp_
     git(root, "init", "-q", "-b", "main")
     shutil.rmtree(project / ".git")
     (root / "poetry.lock").write_text('[[package]]\nname = "django"\n')
-    found = init.inspect(project)
+    found = project_facts.inspect(project)
     assert found.requirements == "../poetry.lock" and found.requirements_text is None
     assert any("poetry export -f requirements.txt" in n for n in found.notes)
     assert any("the requirements name no gunicorn: mlctl installs" in n for n in found.notes)
@@ -144,7 +144,7 @@ def test_init_finds_a_lock_at_the_repository_root_and_names_poetry_s_limits(tmp_
 
 
 def test_init_records_no_python_when_the_project_states_none(project):
-    text = init.render_files(init.inspect(project))["environments.yaml"]
+    text = init_files.render_files(project_facts.inspect(project))["environments.yaml"]
     assert "# requires_python: '>=3.12'  # none stated by the project" in text
 
 
@@ -203,7 +203,7 @@ def test_ci_installs_a_uv_lock_through_uv_never_unpinned(project, ci):
     (project / "requirements.txt").unlink()
     (project / "pyproject.toml").write_text('[project]\nname = "mysite"\nversion = "1"\n')
     (project / "uv.lock").write_text('version = 1\n[[package]]\nname = "gunicorn"\n')
-    out = init.render_files(init.inspect(project), ci=ci)
+    out = init_files.render_files(project_facts.inspect(project), ci=ci)
     text = out[".github/workflows/deploy.yml" if ci == "github" else ".gitlab-ci.yml"]
     yaml.safe_load(text)
     assert "pip install -r uv.lock" not in text and "requirements.txt" not in text
