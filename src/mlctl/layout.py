@@ -109,3 +109,9 @@ class Layout:
 
 def unit_name(project: str) -> str:
     return f"gunicorn-{project}"
+
+
+def sqlite_path(cfg) -> str:
+    """The SQLite file: `database.name` if absolute, else under shared/."""
+    name = cfg["database"]["name"]
+    return name if name.startswith("/") else f"{Layout(cfg['deploy_to']).shared}/{name}"
