@@ -42,6 +42,11 @@ def check_shared_name(name: str) -> str:
 class Layout:
     root: str
 
+    @classmethod
+    def of(cls, cfg) -> Layout:
+        """The layout of an environment's DEPLOY_TO."""
+        return cls(cfg["deploy_to"])
+
     def _p(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 
 from . import cancel, console, guards, locking, steps
+from .commands.facts import nonempty
 from .errors import MlctlError, NeedsOperator, RollbackFailed
 from .layout import Layout, check_release_id
+from .releases import rollback_target
 from .selection import open_session
-from .shell import Cmd
 
 
 def rollback_task(sel, to=None, db="auto", yes=False) -> int:
@@ -67,31 +68,8 @@ def record_failure(hosts: list, target: str, db: str, error: BaseException) -> N
 
 
 def choose_target(sess, to: str | None) -> str:
-    """`--to` if every host has it; else the newest release that is good on every host and older
-    than what each host serves (hosts can differ: a deploy with --host, a host added later)."""
-    if to:
-        for h in sess.hosts:
-            if to not in h.facts["releases"]:
-                raise RollbackFailed(
-                    f"{h.name}: release {to} is not on this host", "see `mlctl ENV releases`"
-                )
-        return to
-    common = set.intersection(*(earlier_good(h.facts) for h in sess.hosts))
-    if not common:
-        raise RollbackFailed(
-            "no earlier good release to roll back to on every host", "see `mlctl ENV releases`"
-        )
-    return max(common)
-
-
-def earlier_good(facts: dict) -> set[str]:
-    current = facts["current"] or "~"
-    metas = facts["metas"]
-    return {
-        r
-        for r in facts["releases"]
-        if r < current and metas.get(r, {}).get("status") == "good" and not metas[r].get("removed")
-    }
+    """The release every host goes back to (see releases.rollback_target)."""
+    return rollback_target({h.name: h.facts for h in sess.hosts}, to)
 
 
 def run(sess, target: str, db: str, locked: list) -> None:
@@ -170,7 +148,7 @@ def restore_snapshot(host, lay: Layout, leaving: str) -> None:
 
     ext = EXTENSIONS[host.session.cfg["database"]["engine"]]
     path = f"{lay.backups}/{leaving}-before-migrate.{ext}"
-    exists = host.run("snapshot exists", Cmd.of("test", "-s", path), warn=True).ok
+    exists = host.run("snapshot exists", nonempty(path), warn=True).ok
     if not exists:
         raise RollbackFailed(
             f"{host.name}: no before-migrate snapshot of {leaving}",

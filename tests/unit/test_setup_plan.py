@@ -206,8 +206,7 @@ def test_bare_postgres_host_creates_role_and_database(pg_cfg):
     (create,) = step.actions
     assert create.cmd.render() == "runuser -u postgres -- psql -qX -v ON_ERROR_STOP=1"
     assert create.stdin.decode() == (
-        "CREATE ROLE \"app\" LOGIN PASSWORD 'generated-24';\n"
-        'CREATE DATABASE "app" OWNER "app";'
+        "CREATE ROLE \"app\" LOGIN PASSWORD 'generated-24';\n" 'CREATE DATABASE "app" OWNER "app";'
     )
     assert plan.env["DATABASE_URL"] == "postgresql://app:generated-24@localhost:5432/app"
     assert set(plan.secrets) == {"generated-50", "generated-24", plan.env["DATABASE_URL"]}
