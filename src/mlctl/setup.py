@@ -18,14 +18,13 @@ from urllib.parse import urlsplit
 from . import console, guards, pyversion
 from .commands import provision as pv
 from .commands import provision_plan as planner
-from .commands.db import load_env
 from .commands.provision import render, sql_ident, sql_literal, template_values  # noqa: F401
 from .commands.provision_plan import inventory_env
 from .connection import parse_host
 from .errors import PreflightFailed, RemoteCommandFailed, UsageError
 from .layout import Layout, sqlite_path
 from .selection import open_session
-from .shell import Cmd, Raw, mask
+from .shell import mask
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
 DEPLOY_TO = re.compile(r"^/[A-Za-z0-9._/-]+$")
@@ -80,9 +79,7 @@ def prepare_local(sess, verbose: bool = False) -> None:
     PostgreSQL server of the user's, which must answer before anything else is done)."""
     host = sess.hosts[0]
     lay = Layout(sess.cfg["deploy_to"])
-    dirs = [lay.releases, lay.venvs, lay.backups, lay.metas, lay.run]
-    dirs += [f"{lay.shared}/{d}" for d in sess.cfg["shared_dirs"]]
-    host.run("directories", Cmd.of("mkdir", "-p", *dirs))
+    host.run("directories", pv.local_dirs(lay, sess.cfg["shared_dirs"]))
     found = pv.parse_survey(host.run("setup facts", pv.local_survey(lay)).stdout)
     old = pv.parse_env(found.get("env", ""))
     sess.add_secrets([old.get("SECRET_KEY"), old.get("PGPASSWORD")])
@@ -138,7 +135,7 @@ def require_local_postgres(host, lay: Layout) -> None:
     """The dev database answers (mlctl does not create it: the server is the user's)."""
     probe = host.run(
         "database login",
-        Cmd((load_env(lay.env_file), Raw("&& psql -tAXc 'select 1'"))),
+        pv.database_login(lay.env_file),
         warn=True,
     )
     if not probe.ok:

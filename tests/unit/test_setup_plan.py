@@ -288,3 +288,34 @@ def test_survey_reads_everything_in_one_command_with_the_database_probe_last(pg_
         " FROM pg_database WHERE datname = '\"'\"'app'\"'\"')'"
     )
     assert pv.survey(cfg, "", "").render().endswith("echo yes; true")
+
+
+def test_local_environment_commands():
+    lay = Layout("/home/u/app/var/dev")
+    assert pv.local_dirs(lay, ["media", "logs"]).render() == (
+        "mkdir -p /home/u/app/var/dev/releases /home/u/app/var/dev/venvs"
+        " /home/u/app/var/dev/backups/db /home/u/app/var/dev/.mlctl/releases"
+        " /home/u/app/var/dev/run /home/u/app/var/dev/shared/media /home/u/app/var/dev/shared/logs"
+    )
+    assert (
+        pv.database_login(lay.env_file)
+        .render()
+        .endswith("done < /home/u/app/var/dev/shared/.env && psql -tAXc 'select 1'")
+    )
+    assert pv.local_survey(lay).render() == (
+        "echo; echo '@@mlctl-fact marker'; cat /home/u/app/var/dev/.mlctl/marker 2>/dev/null;"
+        " echo; echo '@@mlctl-fact env'; cat /home/u/app/var/dev/shared/.env 2>/dev/null; true"
+    )
+
+
+def test_local_plan_writes_the_env_private_to_the_user(cfg):
+    lay = Layout("/home/u/app/var/dev")
+    env = planner.merged_env({}, {"DEBUG": "0"}, fixed_secret)
+    step = planner.env_step({}, env, lay, mode="0600", group=None)
+    assert step.changed and step.actions[0].cmd.render() == (
+        "mkdir -p /home/u/app/var/dev/shared && umask 077 && cat > /home/u/app/var/dev/shared/.env.tmp"
+        " && chmod 0600 /home/u/app/var/dev/shared/.env.tmp && true"
+        " && mv -f /home/u/app/var/dev/shared/.env.tmp /home/u/app/var/dev/shared/.env"
+    )
+    same = planner.env_step(env, env, lay, mode="0600", group=None)
+    assert same.actions[0].cmd.render() == "chmod 0600 /home/u/app/var/dev/shared/.env && true"

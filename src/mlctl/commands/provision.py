@@ -183,6 +183,17 @@ def _database_probe(lay: Layout, role: str, database: str) -> list:
     return [*_section("login", *login, Raw("&& echo yes;")), *_section("database", exists)]
 
 
+def local_dirs(lay: Layout, shared_dirs: list[str]) -> Cmd:
+    """A local environment's directories (owned by the user running mlctl)."""
+    dirs = [lay.releases, lay.venvs, lay.backups, lay.metas, lay.run]
+    return Cmd.of("mkdir", "-p", *dirs, *[f"{lay.shared}/{d}" for d in shared_dirs])
+
+
+def database_login(env_file: str) -> Cmd:
+    """The .env's PG* settings log in to PostgreSQL."""
+    return Cmd((load_env(env_file), Raw("&& psql -tAXc 'select 1'")))
+
+
 def local_survey(lay: Layout) -> Cmd:
     """A local environment's marker and .env (the rest of setup is a server's)."""
     return Cmd((*_read_files(lay), Raw("true")))
