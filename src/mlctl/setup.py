@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 from . import console, guards, pyversion
 from .commands import provision as pv
 from .commands import provision_plan as planner
-from .commands.provision import render, sql_ident, sql_literal, template_values  # noqa: F401
-from .commands.provision_plan import inventory_env
+from .commands.provision_plan import inventory_env  # deploy writes the same values
 from .connection import parse_host
 from .errors import PreflightFailed, RemoteCommandFailed, UsageError
 from .layout import Layout, sqlite_path

@@ -313,7 +313,8 @@ def test_local_plan_writes_the_env_private_to_the_user(cfg):
     env = planner.merged_env({}, {"DEBUG": "0"}, fixed_secret)
     step = planner.env_step({}, env, lay, mode="0600", group=None)
     assert step.changed and step.actions[0].cmd.render() == (
-        "mkdir -p /home/u/app/var/dev/shared && umask 077 && cat > /home/u/app/var/dev/shared/.env.tmp"
+        "mkdir -p /home/u/app/var/dev/shared && umask 077"
+        " && cat > /home/u/app/var/dev/shared/.env.tmp"
         " && chmod 0600 /home/u/app/var/dev/shared/.env.tmp && true"
         " && mv -f /home/u/app/var/dev/shared/.env.tmp /home/u/app/var/dev/shared/.env"
     )
