@@ -87,10 +87,7 @@ def run(sess, target: str, db: str, locked: list) -> None:
         except MlctlError:
             back_to(h, leaving[h.name])
             raise
-        metas = [{**h.facts["metas"].get(target, {}), "id": target, "status": "good"}]
-        if leaving[h.name] and leaving[h.name] != target:
-            meta = h.facts["metas"].get(leaving[h.name], {})
-            metas.append({**meta, "id": leaving[h.name], "status": "rolled-back"})
+        metas = served_metas(h.facts["metas"], target, leaving[h.name])
         event = {
             "event": "finished",
             "action": "rollback",
@@ -104,6 +101,15 @@ def run(sess, target: str, db: str, locked: list) -> None:
         console.step(h.name, f"serving {target}", "green")
 
     sess.each(switch)
+
+
+def served_metas(metas: dict, target: str, leaving: str | None) -> list[dict]:
+    """The metadata a host records once it serves `target`: the target good again, the release
+    it left (if another one) rolled back."""
+    out = [{**metas.get(target, {}), "id": target, "status": "good"}]
+    if leaving and leaving != target:
+        out.append({**metas.get(leaving, {}), "id": leaving, "status": "rolled-back"})
+    return out
 
 
 def back_to(host, release: str | None) -> None:

@@ -100,3 +100,15 @@ def test_prune_of_a_first_release_removes_nothing_but_unused_venvs():
     lay = Layout("/srv/app")
     (venvs,) = prune.commands(lay, facts(None), R[0], keep=1)
     assert venvs.render().startswith("( cd /srv/app && for v in venvs/*;")
+
+
+def test_a_rollback_marks_the_target_good_and_the_release_it_left_rolled_back():
+    metas = {R[1]: {"status": "good", "commit": "c1"}, R[2]: {"status": "good", "commit": "c2"}}
+    assert rollback.served_metas(metas, R[1], R[2]) == [
+        {"status": "good", "commit": "c1", "id": R[1]},
+        {"status": "rolled-back", "commit": "c2", "id": R[2]},
+    ]
+    assert rollback.served_metas(metas, R[1], R[1]) == [
+        {"status": "good", "commit": "c1", "id": R[1]}
+    ]  # --to the release it serves: nothing is rolled back
+    assert rollback.served_metas({}, R[1], None) == [{"id": R[1], "status": "good"}]
