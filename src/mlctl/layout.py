@@ -42,6 +42,11 @@ def check_shared_name(name: str) -> str:
 class Layout:
     root: str
 
+    @classmethod
+    def of(cls, cfg) -> Layout:
+        """The layout of an environment's DEPLOY_TO."""
+        return cls(cfg["deploy_to"])
+
     def _p(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
 
@@ -109,3 +114,9 @@ class Layout:
 
 def unit_name(project: str) -> str:
     return f"gunicorn-{project}"
+
+
+def sqlite_path(cfg) -> str:
+    """The SQLite file: `database.name` if absolute, else under shared/."""
+    name = cfg["database"]["name"]
+    return name if name.startswith("/") else f"{Layout(cfg['deploy_to']).shared}/{name}"

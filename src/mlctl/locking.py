@@ -20,7 +20,6 @@ from .commands import lock as lockcmd
 from .errors import LockHeld, RemoteCommandFailed
 from .journal import local_user
 from .layout import Layout
-from .steps import layout
 
 
 def holder_record(host, action: str, release: str = "") -> dict:
@@ -42,7 +41,7 @@ def holder_record(host, action: str, release: str = "") -> dict:
 def lock(host, action: str, release: str = "") -> None:
     """Take the host's deploy lock, taking over a stale one and waiting up to
     timeouts.lock_wait for a live holder; LockHeld names a live holder."""
-    lay = layout(host)
+    lay = Layout.of(host.session.cfg)
     record = holder_record(host, action, release)
     data = (json.dumps(record) + "\n").encode()
     timeouts = host.session.cfg["timeouts"]
@@ -192,7 +191,11 @@ def lock_hosts(sess, action: str, release: str, locked: list) -> None:
 
 
 def unlock(host) -> None:
-    host.run("unlock", lockcmd.release(layout(host), host.session.journal.run_id), warn=True)
+    host.run(
+        "unlock",
+        lockcmd.release(Layout.of(host.session.cfg), host.session.journal.run_id),
+        warn=True,
+    )
     heartbeat_for(host.session).discard(host)
 
 
@@ -235,7 +238,7 @@ def beat(host) -> None:
     transport = getattr(host.c, "transport", None)
     if transport is not None and not transport.is_active():
         return  # closed (being reopened): Fabric would silently open this one again
-    cmd = host.wrapped(lockcmd.heartbeat(layout(host), sess.journal.run_id), True, None, 30)
+    cmd = host.wrapped(lockcmd.heartbeat(Layout.of(sess.cfg), sess.journal.run_id), True, None, 30)
     host.c.run(cmd.render(), hide=True, warn=True, in_stream=False, timeout=40)
 
 

@@ -13,7 +13,7 @@ from .commands import service
 from .errors import MlctlError, RemoteCommandFailed, UsageError
 from .layout import Layout
 from .selection import open_session
-from .shell import MASK, Cmd
+from .shell import MASK
 
 
 def _connected(sel, action: str, yes: bool = False, guarded: bool = False):
@@ -35,7 +35,7 @@ def bounce_task(sel, yes=False) -> int:
 
         def bounce(h):
             if not h.local:
-                r = h.run("nginx -t", Cmd.of("nginx", "-t", "-q"), warn=True)
+                r = h.run("nginx -t", service.nginx_test(), warn=True)
                 if not r.ok:
                     raise RemoteCommandFailed(
                         h.name,

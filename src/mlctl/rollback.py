@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 
 from . import cancel, console, guards, locking, steps
+from .commands.facts import nonempty
 from .errors import MlctlError, NeedsOperator, RollbackFailed
 from .layout import Layout, check_release_id
+from .releases import rollback_target
 from .selection import open_session
-from .shell import Cmd
 
 
 def rollback_task(sel, to=None, db="auto", yes=False) -> int:
@@ -64,31 +65,8 @@ def record_failure(hosts: list, target: str, db: str, error: BaseException) -> N
 
 
 def choose_target(sess, to: str | None) -> str:
-    """`--to` if every host has it; else the newest release that is good on every host and older
-    than what each host serves (hosts can differ: a deploy with --host, a host added later)."""
-    if to:
-        for h in sess.hosts:
-            if to not in h.facts["releases"]:
-                raise RollbackFailed(
-                    f"{h.name}: release {to} is not on this host", "see `mlctl ENV releases`"
-                )
-        return to
-    common = set.intersection(*(earlier_good(h.facts) for h in sess.hosts))
-    if not common:
-        raise RollbackFailed(
-            "no earlier good release to roll back to on every host", "see `mlctl ENV releases`"
-        )
-    return max(common)
-
-
-def earlier_good(facts: dict) -> set[str]:
-    current = facts["current"] or "~"
-    metas = facts["metas"]
-    return {
-        r
-        for r in facts["releases"]
-        if r < current and metas.get(r, {}).get("status") == "good" and not metas[r].get("removed")
-    }
+    """The release every host goes back to (see releases.rollback_target)."""
+    return rollback_target({h.name: h.facts for h in sess.hosts}, to)
 
 
 def run(sess, target: str, db: str, locked: list) -> None:
@@ -106,10 +84,7 @@ def run(sess, target: str, db: str, locked: list) -> None:
         except MlctlError:
             back_to(h, leaving[h.name])
             raise
-        metas = [{**h.facts["metas"].get(target, {}), "id": target, "status": "good"}]
-        if leaving[h.name] and leaving[h.name] != target:
-            meta = h.facts["metas"].get(leaving[h.name], {})
-            metas.append({**meta, "id": leaving[h.name], "status": "rolled-back"})
+        metas = served_metas(h.facts["metas"], target, leaving[h.name])
         event = {
             "event": "finished",
             "action": "rollback",
@@ -123,6 +98,15 @@ def run(sess, target: str, db: str, locked: list) -> None:
         console.step(h.name, f"serving {target}", "green")
 
     sess.each(switch)
+
+
+def served_metas(metas: dict, target: str, leaving: str | None) -> list[dict]:
+    """The metadata a host records once it serves `target`: the target good again, the release
+    it left (if another one) rolled back."""
+    out = [{**metas.get(target, {}), "id": target, "status": "good"}]
+    if leaving and leaving != target:
+        out.append({**metas.get(leaving, {}), "id": leaving, "status": "rolled-back"})
+    return out
 
 
 def back_to(host, release: str | None) -> None:
@@ -167,7 +151,7 @@ def restore_snapshot(host, lay: Layout, leaving: str) -> None:
 
     ext = EXTENSIONS[host.session.cfg["database"]["engine"]]
     path = f"{lay.backups}/{leaving}-before-migrate.{ext}"
-    exists = host.run("snapshot exists", Cmd.of("test", "-s", path), warn=True).ok
+    exists = host.run("snapshot exists", nonempty(path), warn=True).ok
     if not exists:
         raise RollbackFailed(
             f"{host.name}: no before-migrate snapshot of {leaving}",

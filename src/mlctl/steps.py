@@ -11,6 +11,7 @@ import time
 
 from . import console, healthpaths, remote
 from .commands import db as dbcmd
+from .commands import facts as factcmd
 from .commands import lock as lockcmd
 from .commands import release as relcmd
 from .commands import service
@@ -18,12 +19,12 @@ from .commands.db import ENV_PUBLIC as PUBLIC
 from .console import clip
 from .errors import DeployFailed, MlctlError, PreflightFailed, RemoteCommandFailed
 from .journal import local_user
-from .layout import Layout, unit_name
-from .shell import Cmd, Raw, mask, script
+from .layout import Layout, sqlite_path, unit_name  # noqa: F401 — sqlite_path: steps' API
+from .shell import Cmd, mask
 
 
 def layout(host) -> Layout:
-    return Layout(host.session.cfg["deploy_to"])
+    return Layout.of(host.session.cfg)
 
 
 def gather_facts(host) -> dict:
@@ -31,8 +32,8 @@ def gather_facts(host) -> dict:
     come along and go straight into the mask: a failing step's output may show them, and the
     inventory alone does not know the generated ones."""
     cfg = host.session.cfg
-    argv = [cfg["python"], "-c", remote.source("facts"), cfg["deploy_to"], ",".join(PUBLIC)]
-    r = host.run("facts", Cmd.of(*argv), warn=True)
+    read = factcmd.read_facts(cfg["python"], remote.source("facts"), cfg["deploy_to"], PUBLIC)
+    r = host.run("facts", read, warn=True)
     if r.code == 127:  # the shell found no such program
         raise PreflightFailed(
             f"{host.name}: python {cfg['python']} not found", "install it or set `python:`"
@@ -62,13 +63,9 @@ def record(host, metas=(), event: dict | None = None, then=(), unlock: bool = Fa
     """Release metadata, a history line, then `then` commands and the unlock: one round trip.
     The unlock comes last, so a run whose records failed still holds (and later frees) its lock."""
     lay = layout(host)
-    cmds = [relcmd.write_meta(lay, m) for m in metas]
-    if event:
-        cmds.append(relcmd.append_history(lay, history_record(host, event)))
-    cmds += list(then)
-    if unlock:
-        cmds.append(lockcmd.release(lay, host.session.journal.run_id))
-    return host.run("record", script(*cmds))
+    history = history_record(host, event) if event else None
+    free = lockcmd.release(lay, host.session.journal.run_id) if unlock else None
+    return host.run("record", relcmd.record(lay, metas, history, then, free))
 
 
 # ---------------------------------------------------------------- service and health
@@ -89,20 +86,16 @@ def restart(host) -> None:
             console.warn(f"{host.name}: {_last(r.stderr)}")
         stopped = r.stdout.strip().splitlines()  # its last line: the log's size, for the gate
         host.facts["log_offset"] = json.loads(stopped[-1])["log_size"] if stopped else 0
-        host.run(
-            "start gunicorn",
-            Cmd.of("mkdir", "-p", lay.run).then(
-                service.pidfile_start(
-                    lay.current,
-                    f"{lay.run}/gunicorn.pid",
-                    cfg["bind"],
-                    cfg.project["wsgi"],
-                    dev_log(lay),
-                    cfg["gunicorn"]["workers"],
-                    cfg["gunicorn"]["preload"],
-                )
-            ),
+        start = service.pidfile_start(
+            lay.current,
+            f"{lay.run}/gunicorn.pid",
+            cfg["bind"],
+            cfg.project["wsgi"],
+            dev_log(lay),
+            cfg["gunicorn"]["workers"],
+            cfg["gunicorn"]["preload"],
         )
+        host.run("start gunicorn", service.start_in(lay.run, start))
     else:
         host.run("restart gunicorn", systemd_restart(unit_name(cfg.project["name"])))
 
@@ -118,8 +111,15 @@ def dev_log(lay: Layout) -> str:
 def pidfile_stop(cfg, lay: Layout, action: str = "stop") -> Cmd:
     """Stop this environment's dev gunicorn (never a stale pidfile's pid); then the port must be
     free (`check` only looks at the port)."""
-    argv = [cfg["python"], "-c", remote.source("pidfile"), action, f"{lay.run}/gunicorn.pid"]
-    return Cmd.of(*argv, cfg["deploy_to"], cfg["bind"], dev_log(lay))
+    return service.pidfile_control(
+        cfg["python"],
+        remote.source("pidfile"),
+        action,
+        lay.run,
+        deploy_to=cfg["deploy_to"],
+        bind=cfg["bind"],
+        log=dev_log(lay),
+    )
 
 
 def take_out_of_service(host) -> None:
@@ -130,9 +130,8 @@ def take_out_of_service(host) -> None:
     if cfg["service"] == "pidfile":
         stop = pidfile_stop(cfg, lay, "halt")
     else:
-        unit = unit_name(cfg.project["name"])
-        stop = Cmd.of("systemctl", "stop", f"{unit}.socket", f"{unit}.service")
-    host.run("take out of service", script(Cmd.of("rm", "-f", lay.current), stop))
+        stop = service.systemd_stop(unit_name(cfg.project["name"]))
+    host.run("take out of service", service.out_of_service(lay.current, stop))
 
 
 def check_port(host) -> None:
@@ -142,11 +141,7 @@ def check_port(host) -> None:
         raise PreflightFailed(f"{host.name}: {_last(r.stderr)}", PORT_HINT)
 
 
-def systemd_restart(unit: str) -> Cmd:
-    """Restart, first clearing systemd's start rate limit: a deploy, its automatic rollback and a
-    bounce restart within seconds, and a unit that hit the limit refuses to start (all 502s)."""
-    reset = Cmd.of("systemctl", "reset-failed", f"{unit}.service", f"{unit}.socket")
-    return Cmd((reset, Raw("2>/dev/null || true;"), service.systemd_restart(unit)))
+systemd_restart = service.reset_and_restart
 
 
 UNHEALTHY = 69  # remote/health.py's exit code when the release is not served in time
@@ -166,7 +161,7 @@ def static_of(host, release: str | None) -> str | None:
 def health_probe(cfg, release: str | None, wait: float, static: str | None = None) -> Cmd:
     plan = healthpaths.requests(cfg.settings, release, static)
     config = {**plan, "timeout": wait, "once": False}
-    return Cmd.of(cfg["python"], "-c", remote.source("health"), json.dumps(config))
+    return service.health_probe(cfg["python"], remote.source("health"), config)
 
 
 def app_log_since(host) -> Cmd:
@@ -174,20 +169,8 @@ def app_log_since(host) -> Cmd:
     cfg = host.session.cfg
     if cfg["service"] == "pidfile":
         start = host.facts.get("log_offset", 0) + 1
-        log = Cmd.of("tail", "-c", f"+{start}", dev_log(layout(host)))
-        return Cmd((log, Raw("2>/dev/null | tail -n 300")))
-    unit = unit_name(cfg.project["name"])
-    return Cmd(
-        (
-            Cmd.of("journalctl", f"_SYSTEMD_UNIT={unit}.service", "-o", "cat", "-n", "300"),
-            Raw('--since "@$t0"'),
-        )
-    )
-
-
-def mark_start() -> Cmd:
-    """Remember when the restart began (see app_log_since)."""
-    return Cmd((Raw("t0=$(date +%s)"),))
+        return service.dev_log_since(dev_log(layout(host)), start)
+    return service.unit_log_since_start(unit_name(cfg.project["name"]))
 
 
 def health(host, release: str | None, timeout: float | None = None) -> None:
@@ -257,14 +240,9 @@ def serve(host, release: str, step: str = "switch and restart") -> None:
         health(host, release)
         return
     wait = cfg["timeouts"]["health"]
+    probe = health_probe(cfg, release, wait, static_of(host, release))
     unit = unit_name(cfg.project["name"])
-    restart_and_probe = service.restart_and_probe(
-        systemd_restart(unit),
-        health_probe(cfg, release, wait, static_of(host, release)),
-        service.unit_log_tail(unit),
-        app_log_since(host),
-    )
-    cmd = script(relcmd.switch(lay, release), mark_start(), restart_and_probe)
+    cmd = service.switch_restart_and_probe(relcmd.switch(lay, release), unit, probe)
     r = host.run(step, cmd, timeout=cfg["timeouts"]["command"] + wait, warn=True)
     if r.code == UNHEALTHY:
         raise unhealthy(host, wait, r.stderr, UNHEALTHY, release, r.stdout)
@@ -277,28 +255,19 @@ def serve(host, release: str, step: str = "switch and restart") -> None:
 # ---------------------------------------------------------------- database
 
 
-def sqlite_path(cfg) -> str:
-    name = cfg["database"]["name"]
-    return name if name.startswith("/") else f"{Layout(cfg['deploy_to']).shared}/{name}"
-
-
 def snapshot(host, target: str) -> str | None:
     """Dump and verify the database; None when there is nothing to keep (no SQLite file yet)."""
     cfg = host.session.cfg
     lay = layout(host)
     if cfg["database"]["engine"] == "sqlite":
-        if not host.run("database file", Cmd.of("test", "-s", sqlite_path(cfg)), warn=True).ok:
+        if not host.run("database file", factcmd.nonempty(sqlite_path(cfg)), warn=True).ok:
             console.step(host.name, "no database file yet; snapshot skipped")
             return None
     path = f"{lay.backups}/{target}.{dbcmd.EXTENSIONS[cfg['database']['engine']]}"
-    host.run(
-        f"snapshot {target}",
-        Cmd.of("mkdir", "-p", lay.backups).then(
-            dbcmd.snapshot(
-                cfg["database"]["engine"], lay.env_file, path, sqlite_path(cfg), cfg["python"]
-            )
-        ),
+    dump = dbcmd.snapshot(
+        cfg["database"]["engine"], lay.env_file, path, sqlite_path(cfg), cfg["python"]
     )
+    host.run(f"snapshot {target}", factcmd.in_new_dir(lay.backups, dump))
     return path
 
 
@@ -328,9 +297,8 @@ def build_command(host, rid: str, venv: str) -> Cmd:
     project = cfg.project
     user = "" if host.local else cfg["app_user"]
     code = remote.source("build")
-    return script(
-        relcmd.link_venv(lay, rid, venv),
-        relcmd.python_in(lay.release(rid), code, project["settings_module"], project["wsgi"], user),
+    return relcmd.build_release(
+        lay, rid, venv, code, project["settings_module"], project["wsgi"], user
     )
 
 

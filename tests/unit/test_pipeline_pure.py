@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlctl import journal, locking, prune, remote, setup, steps, wheelhouse
+from mlctl.commands import provision
 from mlctl.errors import UsageError
 from mlctl.installset import InstallSet
 from mlctl.layout import Layout, check_release_id
@@ -85,8 +86,8 @@ def test_manylinux_tags_follow_the_hosts_glibc():
 
 
 def test_setup_helpers_quote_sql_and_compute_allowed_hosts():
-    assert setup.sql_literal("it's") == "'it''s'"
-    assert setup.sql_ident('a"b') == '"a""b"'
+    assert provision.sql_literal("it's") == "'it''s'"
+    assert provision.sql_ident('a"b') == '"a""b"'
     assert (
         setup.allowed_hosts("deploy@198.51.100.11:22", "_") == "localhost,127.0.0.1,198.51.100.11"
     )
@@ -272,7 +273,9 @@ def test_gunicorn_unit_follows_the_gunicorn_settings(write_inventory):
     from tests.unit.conftest import BASE
 
     inv = inventory.load(write_inventory(BASE))
-    unit = setup.render("gunicorn.service", **setup.template_values(inventory.resolve(inv, "test")))
+    unit = provision.render(
+        "gunicorn.service", **provision.template_values(inventory.resolve(inv, "test"))
+    )
     assert "--workers 2 --preload --access-logfile" in unit
     assert "RuntimeDirectory=gunicorn-app\nEnvironment=XDG_RUNTIME_DIR=/run/gunicorn-app\n" in unit
     # set before the project's packages run (cookiecutter-django's config/__init__.py imports a
@@ -280,5 +283,5 @@ def test_gunicorn_unit_follows_the_gunicorn_settings(write_inventory):
     assert "\nEnvironment=DJANGO_SETTINGS_MODULE=app.settings\n" in unit
     flags = {"gunicorn.workers": 4, "gunicorn.preload": False}
     cfg = inventory.resolve(inv, "test", {}, flags)
-    unit = setup.render("gunicorn.service", **setup.template_values(cfg))
+    unit = provision.render("gunicorn.service", **provision.template_values(cfg))
     assert "--workers 4 --access-logfile" in unit and "--preload" not in unit

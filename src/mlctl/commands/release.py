@@ -211,3 +211,20 @@ def append_history(lay: Layout, record: dict) -> Cmd:
         Cmd.of("mkdir", "-p", lay.state),
         Cmd.of("printf", "%s\\n", json.dumps(record)).redirect(lay.history, append=True),
     )
+
+
+def build_release(lay: Layout, rid: str, venv: str, program: str, *args: str) -> Cmd:
+    """Link the venv, then one Django process of the release runs `program` (remote/build.py)."""
+    return script(link_venv(lay, rid, venv), python_in(lay.release(rid), program, *args))
+
+
+def record(lay: Layout, metas=(), history: dict | None = None, then=(), unlock=None) -> Cmd:
+    """Release metadata, a history line, then `then` commands and `unlock` (the lock's release,
+    last: a run whose records failed still holds, and later frees, its lock)."""
+    cmds = [write_meta(lay, m) for m in metas]
+    if history:
+        cmds.append(append_history(lay, history))
+    cmds += list(then)
+    if unlock is not None:
+        cmds.append(unlock)
+    return script(*cmds)

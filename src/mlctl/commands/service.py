@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ..shell import Cmd, Raw, script
 from .db import load_env
 
@@ -106,3 +108,74 @@ def pidfile_start(
             )
         ),
     )
+
+
+# ---------------------------------------------------------------- built for steps.py
+
+
+def reset_and_restart(unit: str) -> Cmd:
+    """Restart, first clearing systemd's start rate limit: a deploy, its automatic rollback and a
+    bounce restart within seconds, and a unit that hit the limit refuses to start (all 502s)."""
+    reset = Cmd.of("systemctl", "reset-failed", f"{unit}.service", f"{unit}.socket")
+    return Cmd((reset, Raw("2>/dev/null || true;"), systemd_restart(unit)))
+
+
+def systemd_stop(unit: str) -> Cmd:
+    return Cmd.of("systemctl", "stop", f"{unit}.socket", f"{unit}.service")
+
+
+def pidfile_control(python: str, program: str, action: str, run_dir: str, **where) -> Cmd:
+    """remote/pidfile.py's `action` (stop, halt, check) on this environment's dev gunicorn;
+    `where`: deploy_to, bind and log."""
+    argv = [python, "-c", program, action, f"{run_dir}/gunicorn.pid"]
+    return Cmd.of(*argv, where["deploy_to"], where["bind"], where["log"])
+
+
+def start_in(run_dir: str, start: Cmd) -> Cmd:
+    """The dev gunicorn's start, its pidfile directory made first."""
+    return Cmd.of("mkdir", "-p", run_dir).then(start)
+
+
+def out_of_service(current: str, stop: Cmd) -> Cmd:
+    """No `current` and no app running."""
+    return script(Cmd.of("rm", "-f", current), stop)
+
+
+def health_probe(python: str, program: str, config: dict) -> Cmd:
+    return Cmd.of(python, "-c", program, json.dumps(config))
+
+
+def dev_log_since(log: str, start: int) -> Cmd:
+    """The dev log from byte `start` on (its size when the restart began), at most 300 lines."""
+    return Cmd((Cmd.of("tail", "-c", f"+{start}", log), Raw("2>/dev/null | tail -n 300")))
+
+
+def unit_log_since_start(unit: str) -> Cmd:
+    """The service's own output since $t0 (see mark_start)."""
+    return Cmd(
+        (
+            Cmd.of("journalctl", f"_SYSTEMD_UNIT={unit}.service", "-o", "cat", "-n", "300"),
+            Raw('--since "@$t0"'),
+        )
+    )
+
+
+def mark_start() -> Cmd:
+    """Remember when the restart began (see unit_log_since_start)."""
+    return Cmd((Raw("t0=$(date +%s)"),))
+
+
+def switch_restart_and_probe(switch: Cmd, unit: str, probe: Cmd) -> Cmd:
+    """Under systemd, one round trip: switch `current`, restart with the probe running, and on a
+    failure the unit's and the app's own last lines on stderr."""
+    return script(
+        switch,
+        mark_start(),
+        restart_and_probe(
+            reset_and_restart(unit), probe, unit_log_tail(unit), unit_log_since_start(unit)
+        ),
+    )
+
+
+def nginx_test() -> Cmd:
+    return Cmd.of("nginx", "-t", "-q")
