@@ -19,6 +19,7 @@ from . import console, guards, pyversion, steps
 from .commands.db import load_env
 from .errors import PreflightFailed, UsageError
 from .layout import Layout, unit_name
+from .remote import envfile
 from .selection import open_session
 from .shell import Cmd, Raw, script
 
@@ -311,11 +312,7 @@ def allowed_hosts(host_entry: str, server_name: str) -> str:
 
 def read_env_file(host, lay: Layout) -> dict:
     r = host.run("read .env", Cmd((Cmd.of("cat", lay.env_file), Raw("2>/dev/null || true"))))
-    values = {}
-    for line in r.stdout.splitlines():
-        key, eq, value = line.partition("=")
-        if eq and not key.startswith("#"):
-            values[key.strip()] = value.strip()
+    values = dict(envfile.env_pairs(r.stdout))
     host.session.add_secrets([values.get("SECRET_KEY"), values.get("PGPASSWORD")])
     return values
 
