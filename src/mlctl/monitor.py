@@ -58,40 +58,27 @@ def _usable(section) -> bool:
     return bool(section) and not section.get("failed")
 
 
+def _pct_used(host: str, name: str, used: float, limit: float, detail: str, alerts, metrics):
+    """disk and memory: a used percentage against its threshold."""
+    metrics[f"{name}_used_ratio"] = used / 100
+    metrics[f"{name}_threshold_ratio"] = limit / 100
+    if used > limit:
+        alerts.append(Alert(host, name, detail, used, limit))
+
+
 def _disk(host, facts, t, alerts, metrics) -> None:
     d = facts.get("disk")
-    if not _usable(d):
-        return
-    metrics["disk_used_ratio"] = d["used_pct"] / 100
-    metrics["disk_threshold_ratio"] = t["disk_pct"] / 100
-    if d["used_pct"] > t["disk_pct"]:
-        alerts.append(
-            Alert(
-                host,
-                "disk",
-                f"disk {d['used_pct']:g}% used > {t['disk_pct']}% " f"({d['path']})",
-                d["used_pct"],
-                t["disk_pct"],
-            )
-        )
+    if _usable(d):
+        used, limit = d["used_pct"], t["disk_pct"]
+        detail = f"disk {used:g}% used > {limit}% ({d['path']})"
+        _pct_used(host, "disk", used, limit, detail, alerts, metrics)
 
 
 def _memory(host, facts, t, alerts, metrics) -> None:
     m = facts.get("memory")
-    if not _usable(m) or m.get("used_pct") is None:
-        return
-    metrics["memory_used_ratio"] = m["used_pct"] / 100
-    metrics["memory_threshold_ratio"] = t["mem_pct"] / 100
-    if m["used_pct"] > t["mem_pct"]:
-        alerts.append(
-            Alert(
-                host,
-                "memory",
-                f"memory {m['used_pct']:g}% used > {t['mem_pct']}%",
-                m["used_pct"],
-                t["mem_pct"],
-            )
-        )
+    if _usable(m) and m.get("used_pct") is not None:
+        used, limit = m["used_pct"], t["mem_pct"]
+        _pct_used(host, "memory", used, limit, f"memory {used:g}% used > {limit}%", alerts, metrics)
 
 
 def _failed_units(host, facts, t, alerts, metrics) -> None:

@@ -117,13 +117,13 @@ ENV_KEYS = section(
     ),
     thresholds=Field(
         section(
-            disk_pct=Field(int, 90),
-            inode_pct=Field(int, 90),
-            mem_pct=Field(int, 90),
-            load_per_cpu=Field(float, 2.0),
-            cert_days=Field(int, 14),
-            error_lines=Field(int, 0),
-            rate_5xx_pct=Field(float, 5.0),
+            disk_pct=Field(int, 90, doc="`check` fails, `monitor` alerts over this % of disk used"),
+            inode_pct=Field(int, 90, doc="`check` fails over this % of inodes used"),
+            mem_pct=Field(int, 90, doc="`check` warns, `monitor` alerts over this % of memory"),
+            load_per_cpu=Field(float, 2.0, doc="`check` warns over this 1-minute load per CPU"),
+            cert_days=Field(int, 14, doc="`check` warns when tls_cert expires within these days"),
+            error_lines=Field(int, 0, doc="`monitor` alerts over this many nginx error lines"),
+            rate_5xx_pct=Field(float, 5.0, doc="`monitor` alerts over this % of 5xx answers"),
         )
     ),
     shared_files=Field(list, [".env"]),
