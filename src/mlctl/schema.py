@@ -194,6 +194,42 @@ ENV_COLORS = {"dev": "green", "test": "yellow", "live": "red"}
 PATH_KEYS = ("known_hosts", "identity_file", "ssh_config", "tls_cert")
 
 
+def secret_keys(schema: dict[str, Field], kp: tuple = ()) -> tuple[tuple[str, ...], ...]:
+    """Key paths of the settings marked secret (a secret map: all its values)."""
+    out: list = []
+    for key, f in schema.items():
+        if f.secret:
+            out.append((*kp, key))
+        elif isinstance(f.kind, dict):
+            out.extend(secret_keys(f.kind, (*kp, key)))
+    return tuple(out)
+
+
+def secret_values(settings: dict) -> list[str]:
+    """Every secret value set in resolved settings (SECRET_KEYS), for the mask."""
+    values = []
+    for path in SECRET_KEYS:
+        node = settings
+        for key in path:
+            node = node.get(key) or {}
+        values += [str(v) for v in node.values()] if isinstance(node, dict) else [str(node)]
+    return [v for v in values if v]
+
+
+def masked(settings: dict, mask: str) -> dict:
+    """A copy of resolved settings with every secret value replaced by `mask`."""
+    out = copy.deepcopy(settings)
+    for *parents, key in SECRET_KEYS:
+        node = out
+        for p in parents:
+            node = node[p]
+        if isinstance(node.get(key), dict):
+            node[key] = {k: mask for k in node[key]}
+        elif node.get(key):
+            node[key] = mask
+    return out
+
+
 def defaults_of(schema: dict[str, Field]) -> dict:
     """The built-in defaults of a schema, as a nested dict."""
     out = {}
@@ -203,3 +239,6 @@ def defaults_of(schema: dict[str, Field]) -> dict:
         elif f.default is not None:
             out[key] = copy.deepcopy(f.default)
     return out
+
+
+SECRET_KEYS = secret_keys(ENV_KEYS)

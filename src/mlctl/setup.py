@@ -7,7 +7,6 @@ kept in the shared .env (0640 root:APP_USER) and only ever travel on stdin, neve
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from importlib.resources import files
 from pathlib import Path
@@ -17,15 +16,11 @@ from urllib.parse import urlsplit
 
 from . import console, guards, pyversion, steps
 from .commands.db import load_env
-from .errors import PreflightFailed, UsageError
+from .errors import PreflightFailed
 from .layout import Layout, unit_name
 from .remote import envfile
 from .selection import open_session
 from .shell import Cmd, Raw, script
-
-NAME = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
-DEPLOY_TO = re.compile(r"^/[A-Za-z0-9._/-]+$")
-SERVER_NAME = re.compile(r"^[A-Za-z0-9._* -]{1,200}$")
 
 
 def setup_task(sel, yes=False) -> int:
@@ -36,28 +31,13 @@ def setup_task(sel, yes=False) -> int:
         sess.connect()
         if sess.cfg.local:
             prepare_local(sess, verbose=True)
-        else:
-            validate(sess.cfg)
+        else:  # the settings were validated as they were read (validation.check_settings)
             sess.each(require_tools)  # every host, before any of them changes
             sess.each(provision)
     finally:
         sess.close()
     console.done(f"{sess.cfg.name}: setup complete")
     return 0
-
-
-def validate(cfg) -> None:
-    if not NAME.match(cfg.project["name"]):
-        raise UsageError(f"project.name {cfg.project['name']!r}: use a-z, 0-9, - and _")
-    if not SERVER_NAME.match(cfg["server_name"]):
-        raise UsageError(f"server_name {cfg['server_name']!r}: invalid characters")
-    if not DEPLOY_TO.match(cfg["deploy_to"]):
-        raise UsageError(
-            f"deploy_to {cfg['deploy_to']!r}: use letters, digits, / . _ - only "
-            "(it goes into systemd units and the nginx site)"
-        )
-    if not NAME.match(cfg["app_user"]):
-        raise UsageError(f"app_user {cfg['app_user']!r}: invalid user name")
 
 
 def report(host, step: str, changed: bool) -> None:

@@ -295,7 +295,12 @@ def snapshot(host, target: str) -> str | None:
         f"snapshot {target}",
         Cmd.of("mkdir", "-p", lay.backups).then(
             dbcmd.snapshot(
-                cfg["database"]["engine"], lay.env_file, path, sqlite_path(cfg), cfg["python"]
+                cfg["database"]["engine"],
+                lay.env_file,
+                path,
+                sqlite_path(cfg),
+                cfg["python"],
+                cfg["database"]["dump_options"],
             )
         ),
     )

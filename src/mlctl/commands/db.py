@@ -56,11 +56,19 @@ def _with_env(env_file: str, cmd: Cmd) -> Cmd:
 
 
 def snapshot(
-    engine: str, env_file: str, target: str, sqlite_path: str = "", python: str = "python3"
+    engine: str,
+    env_file: str,
+    target: str,
+    sqlite_path: str = "",
+    python: str = "python3",
+    options: list | tuple = (),
 ) -> Cmd:
-    """Dump the database into `target` and verify it (non-empty, restorable listing)."""
+    """Dump the database into `target` and verify it (non-empty, restorable listing).
+
+    `options`: database.dump_options, added to pg_dump (validation.py keeps them to options
+    that leave the format and the file to mlctl)."""
     if engine == "postgresql":
-        dump = Cmd.of("pg_dump", "-Fc", "--no-owner", "--no-acl", "-f", target)
+        dump = Cmd.of("pg_dump", "-Fc", "--no-owner", "--no-acl", *options, "-f", target)
         return _with_env(env_file, dump).then(verify(engine, target))
     if engine == "sqlite":
         return Cmd.of(python, "-c", _SQLITE_BACKUP, sqlite_path, target).then(
