@@ -47,6 +47,7 @@ from .judges import (  # noqa: F401 — Check, deploy_checks_check, lock_state: 
     tls_check,
 )
 from .layout import unit_name
+from .sections import Thresholds
 from .selection import open_session
 
 # ---------------------------------------------------------------- gathering facts
@@ -134,24 +135,24 @@ def evaluate(facts: dict, settings: dict, unit: str, now: float | None = None) -
     if "probe_error" in facts:
         return out + [Check("probe", FAIL, first_line(facts["probe_error"]))]
     has_release = bool(facts.get("release", {}).get("exists"))
-    out += _machine_checks(facts, settings["thresholds"])
+    t = Thresholds.of(settings["thresholds"])
+    out += _machine_checks(facts, t)
     out += release_checks(facts, settings, has_release)
     out += _serving_checks(facts, settings, unit, has_release)
     if settings.get("tls_cert"):
-        days = settings["thresholds"]["cert_days"]
-        out.append(judged(facts, "tls", lambda s: tls_check(s, days, now), name="tls"))
+        out.append(judged(facts, "tls", lambda s: tls_check(s, t.cert_days, now), name="tls"))
     out.append(judged(facts, "lock", lambda s: lock_check(s, settings["timeouts"])))
     if any(c.status == FAIL for c in out) and "app_log" in facts:
         out.append(app_log_check(facts["app_log"]))
     return out
 
 
-def _machine_checks(facts: dict, t: dict) -> list[Check]:
+def _machine_checks(facts: dict, t: Thresholds) -> list[Check]:
     judges = [
-        ("disk", lambda s: disk_check(s, t["disk_pct"])),
-        ("disk", lambda s: inode_check(s, t["inode_pct"])),
-        ("memory", lambda s: memory_check(s, t["mem_pct"])),
-        ("load", lambda s: load_check(s, t["load_per_cpu"])),
+        ("disk", lambda s: disk_check(s, t.disk_pct)),
+        ("disk", lambda s: inode_check(s, t.inode_pct)),
+        ("memory", lambda s: memory_check(s, t.mem_pct)),
+        ("load", lambda s: load_check(s, t.load_per_cpu)),
         ("host_python", python_check),
     ]
     return [judged(facts, section, judge) for section, judge in judges]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from . import schema, validation
+from . import schema, sections, validation
 from .errors import InventoryError, UnknownEnvironment
 from .schema import ENV_KEYS, PROJECT, Field
 
@@ -58,7 +58,8 @@ class Inventory:
 
 @dataclass
 class EnvConfig:
-    """One environment's resolved settings."""
+    """One environment's resolved settings: typed sections (`cfg.health.timeout`, sections.py),
+    and `cfg["key"]` for the plain resolved values."""
 
     name: str
     settings: dict
@@ -71,6 +72,22 @@ class EnvConfig:
 
     def get(self, key, default=None):
         return self.settings.get(key, default)
+
+    @property
+    def thresholds(self) -> sections.Thresholds:
+        return sections.Thresholds.of(self.settings["thresholds"])
+
+    @property
+    def health(self) -> sections.Health:
+        return sections.Health.of(self.settings["health"])
+
+    @property
+    def timeouts(self) -> sections.Timeouts:
+        return sections.Timeouts.of(self.settings["timeouts"])
+
+    @property
+    def database(self) -> sections.Database:
+        return sections.Database.of(self.settings["database"])
 
     @property
     def local(self) -> bool:

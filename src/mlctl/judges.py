@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from . import healthpaths
 from .commands import probes
 from .console import clip
+from .sections import Health, Timeouts
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 NGINX_ACCESS = probes.NGINX_LOGS["nginx-access"]
@@ -187,7 +188,7 @@ def gunicorn_http_check(g: dict, settings: dict, has_release: bool) -> Check:
         return Check("gunicorn-http", WARN, NO_RELEASE)
     http = g.get("http") or {}
     where = settings["bind"] if g["kind"] == "pidfile" else "the unix socket"
-    expect = settings["health"]["expect_status"]
+    expect = Health.of(settings["health"]).expect_status
     status = http.get("status")
     if status is None:
         return Check("gunicorn-http", FAIL, f"no answer on {where}: {http.get('error', '')}")
@@ -302,7 +303,7 @@ def tls_check(t: dict, min_days: int, now: float | None = None) -> Check:
     return Check("tls", OK, f"certificate valid until {until} ({int(left)} days)")
 
 
-def lock_state(lk: dict, timeouts: dict) -> tuple[str, str]:
+def lock_state(lk: dict, timeouts: dict | Timeouts) -> tuple[str, str]:
     """('free'|'held'|'stale', description) of a host's deploy lock, judged as a run judges it:
     a heartbeat older than timeouts.lock_lease, or (without one) an age over lock_stale."""
     from .locking import describe_holder, stale_reason
@@ -311,7 +312,8 @@ def lock_state(lk: dict, timeouts: dict) -> tuple[str, str]:
         return "free", "free"
     holder = lk.get("holder") or {}
     who = describe_holder(holder)
-    reason = stale_reason(holder, timeouts["lock_stale"], timeouts["lock_lease"])
+    t = Timeouts.of(timeouts)
+    reason = stale_reason(holder, t.lock_stale, t.lock_lease)
     if reason:
         return "stale", f"stale lock of {who} ({reason})"
     return "held", f"held by {who}"

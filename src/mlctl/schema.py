@@ -63,7 +63,11 @@ DATABASE = section(
     host=Field(str, "localhost"),
     port=Field(int, 0),
     url=Field(str, "", secret=True),
-    dump_options=Field(list, []),
+    dump_options=Field(
+        list,
+        [],
+        doc="more pg_dump options for the snapshots, e.g. --exclude-table-data=django_session",
+    ),
 )
 
 ENV_KEYS = section(

@@ -221,7 +221,10 @@ def _check_dump_options(inv, s: dict, sources: dict) -> None:
     for i, opt in enumerate(db["dump_options"]):
         where = origin(inv, sources, "database.dump_options", i)
         if db["engine"] != "postgresql":
-            raise InventoryError(f"{where}: dump_options are pg_dump's (engine is {db['engine']})")
+            raise InventoryError(
+                f"{where}: dump_options are pg_dump's (engine is {db['engine']}): "
+                "set database.dump_options: [] for this environment"
+            )
         if not opt.startswith("-") or opt.split("=")[0] in OWN_DUMP_OPTIONS or opt[:2] == "-F":
             raise InventoryError(
                 f"{where}: {opt!r} is not an option mlctl can pass on "

@@ -44,7 +44,7 @@ def resolve_error(write_inventory, environ=None, flags=None) -> str:
         (
             "    database: {engine: sqlite, dump_options: [--no-comments]}\n",
             f"{F}:20: environments.live.database.dump_options[0]: dump_options are pg_dump's "
-            "(engine is sqlite)",
+            "(engine is sqlite): set database.dump_options: [] for this environment",
         ),
         (
             "    database: {engine: postgresql, dump_options: [--file=/tmp/x]}\n",
@@ -105,3 +105,24 @@ def test_dump_options_reach_pg_dump(write_inventory):
 
 def test_secret_keys_come_from_the_schema():
     assert schema.SECRET_KEYS == (("database", "password"), ("database", "url"), ("secrets",))
+
+
+def test_typed_sections_match_the_schema_and_the_resolved_values(write_inventory):
+    from dataclasses import FrozenInstanceError, fields
+
+    from mlctl import sections
+
+    for name, cls in sections.SECTIONS.items():
+        assert [f.name for f in fields(cls)] == list(schema.ENV_KEYS[name].kind), name
+    text = (
+        BASE + "    thresholds: {disk_pct: 70}\n    database: {engine: postgresql, password: pw}\n"
+    )
+    cfg = inventory.resolve(
+        inventory.load(write_inventory(text)), "live", {}, {"health.timeout": "9"}
+    )
+    assert (cfg.thresholds.disk_pct, cfg.thresholds.mem_pct) == (70, 90)
+    assert cfg.health.timeout == 9.0 and cfg.health.paths == ({"path": "/", "expect": "<500"},)
+    assert cfg.timeouts.lock_lease == cfg["timeouts"]["lock_lease"]
+    assert cfg.database.engine == "postgresql" and "pw" not in repr(cfg.database)
+    with pytest.raises(FrozenInstanceError):
+        cfg.health.timeout = 1  # type: ignore[misc]

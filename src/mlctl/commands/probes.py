@@ -13,6 +13,7 @@ import json
 
 from .. import healthpaths, remote
 from ..layout import Layout, unit_name
+from ..sections import Health
 from ..shell import Cmd
 from .db import load_env
 
@@ -28,7 +29,7 @@ def probe_config(settings: dict, project: dict, mode: str, window: int = 300) ->
         raise ValueError(f"unknown probe mode {mode!r}")
     lay = Layout(settings["deploy_to"])
     unit = unit_name(project["name"])
-    health = settings["health"]
+    health = Health.of(settings["health"])
     return {
         "mode": mode,
         "deploy_to": settings["deploy_to"],
@@ -40,9 +41,14 @@ def probe_config(settings: dict, project: dict, mode: str, window: int = 300) ->
         "socket_path": f"/run/{unit}.sock",
         "pidfile": f"{lay.run}/gunicorn.pid",
         "bind": settings["bind"],
-        "health": {k: health[k] for k in ("url", "expect_status", "timeout", "host_header")},
+        "health": {
+            "url": health.url,
+            "expect_status": health.expect_status,
+            "timeout": health.timeout,
+            "host_header": health.host_header,
+        },
         "health_plan": healthpaths.requests(settings),
-        "health_static": bool(health["static"]) and settings["connection"] != "local",
+        "health_static": health.static and settings["connection"] != "local",
         "dev_log": local_app_log(settings["deploy_to"]),
         "tls_cert": settings["tls_cert"],
         "window": int(window),
