@@ -73,21 +73,10 @@ class EnvConfig:
     def get(self, key, default=None):
         return self.settings.get(key, default)
 
-    @property
-    def thresholds(self) -> sections.Thresholds:
-        return sections.Thresholds.of(self.settings["thresholds"])
-
-    @property
-    def health(self) -> sections.Health:
-        return sections.Health.of(self.settings["health"])
-
-    @property
-    def timeouts(self) -> sections.Timeouts:
-        return sections.Timeouts.of(self.settings["timeouts"])
-
-    @property
-    def database(self) -> sections.Database:
-        return sections.Database.of(self.settings["database"])
+    thresholds = sections.Typed(sections.Thresholds)
+    health = sections.Typed(sections.Health)
+    timeouts = sections.Typed(sections.Timeouts)
+    database = sections.Typed(sections.Database)
 
     @property
     def local(self) -> bool:

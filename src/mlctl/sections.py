@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Generic, TypeVar
 
 from . import schema
 
@@ -78,6 +79,24 @@ class Database(_Section):
 
     def __repr__(self) -> str:  # never print the secrets
         return f"Database(engine={self.engine!r}, name={self.name!r}, host={self.host!r})"
+
+
+T = TypeVar("T")
+
+
+class Typed(Generic[T]):
+    """EnvConfig's typed view of the section of the same name: `cfg.health` -> Health."""
+
+    def __init__(self, cls: type[T]) -> None:
+        self.cls = cls
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.key = name
+
+    def __get__(self, cfg, owner=None) -> T:
+        if cfg is None:
+            return self  # type: ignore[return-value]  # looked up on the class
+        return self.cls.of(cfg.settings[self.key])  # type: ignore[attr-defined]
 
 
 SECTIONS = {"thresholds": Thresholds, "health": Health, "timeouts": Timeouts, "database": Database}
