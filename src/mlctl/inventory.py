@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from . import pyversion, schema
+from . import schema, sections, validation
 from .errors import InventoryError, UnknownEnvironment
-from .schema import ENV_KEYS, PROJECT, TOP, Field
+from .schema import ENV_KEYS, PROJECT, Field
 
 FILENAME = "environments.yaml"
-ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # MLCTL_* variables that steer mlctl itself rather than override inventory keys.
 CONTROL_VARS = {
     "MLCTL_INVENTORY",
@@ -57,13 +55,11 @@ class Inventory:
             probe = probe[:-1]
         return f"{self.path.name}:{self.lines.get(probe, 1)}: {dotted(keypath) or TOP_LEVEL}"
 
-    def env_of_host(self, host: str) -> list[str]:
-        return [n for n, e in self.data["environments"].items() if host in (e.get("hosts") or [])]
-
 
 @dataclass
 class EnvConfig:
-    """One environment's resolved settings."""
+    """One environment's resolved settings: typed sections (`cfg.health.timeout`, sections.py),
+    and `cfg["key"]` for the plain resolved values."""
 
     name: str
     settings: dict
@@ -76,6 +72,11 @@ class EnvConfig:
 
     def get(self, key, default=None):
         return self.settings.get(key, default)
+
+    thresholds = sections.Typed(sections.Thresholds)
+    health = sections.Typed(sections.Health)
+    timeouts = sections.Typed(sections.Timeouts)
+    database = sections.Typed(sections.Database)
 
     @property
     def local(self) -> bool:
@@ -90,9 +91,7 @@ class EnvConfig:
         return ["localhost"] if self.local else list(self.settings["hosts"])
 
     def secret_values(self) -> list[str]:
-        db = self.settings["database"]
-        values = [str(v) for v in self.settings["secrets"].values()]
-        return [v for v in values + [db["password"], db["url"]] if v]
+        return schema.secret_values(self.settings)
 
 
 def dotted(keypath) -> str:
@@ -140,7 +139,9 @@ def load(path: Path) -> Inventory:
         raise InventoryError(f"{path.name}:1: {TOP_LEVEL}: the file is empty")
     data = _to_python(node, (), lines, path.name)
     inv = Inventory(path=path.resolve(), data=data, lines=lines)
-    validate(inv)
+    validation.validate(inv)
+    for name in inv.environments:  # every environment's values, before any is used
+        resolve(inv, name, {}, {})
     return inv
 
 
@@ -165,182 +166,6 @@ def _to_python(node, keypath: tuple, lines: dict, fname: str):
 
 
 # ---------------------------------------------------------------- validation
-
-
-def validate(inv: Inventory) -> None:
-    data = inv.data
-    _check_mapping(inv, data, TOP, ())  # also refuses a top level that is not a mapping
-    for key in ("project", "environments"):
-        if key not in data:
-            raise InventoryError(f"{inv.path.name}:1: {key}: missing (required)")
-    for key in schema.REQUIRED_PROJECT:
-        if not data["project"].get(key):
-            raise InventoryError(f"{inv.where(('project', key))}: missing value (required)")
-    if not WSGI.match(data["project"]["wsgi"]):
-        # gunicorn takes it as a positional word: a leading '-' would be read as an option
-        raise InventoryError(
-            f"{inv.where(('project', 'wsgi'))}: expected module.path:callable, "
-            f"got {data['project']['wsgi']!r}"
-        )
-    if not data["environments"]:
-        raise InventoryError(f"{inv.where(('environments',))}: no environment defined")
-    if not pyversion.valid(data["project"].get("requires_python") or ""):
-        raise InventoryError(
-            f"{inv.where(('project', 'requires_python'))}: "
-            f"{data['project']['requires_python']!r} is not a version constraint (e.g. '>=3.12')"
-        )
-    _check_shared(inv, ("defaults",), data.get("defaults") or {})
-    for name, env in data["environments"].items():
-        _check_environment(inv, name, env)
-
-
-def _check_environment(inv: Inventory, name: str, env: dict) -> None:
-    kp = ("environments", name)
-    if not ENV_NAME.match(str(name)):
-        raise InventoryError(f"{inv.where(kp)}: invalid name (use a-z, 0-9, - and _)")
-    merged = _deep_merge(inv.data.get("defaults") or {}, env or {})
-    if merged.get("connection", "ssh") == "ssh" and not merged.get("hosts"):
-        raise InventoryError(f"{inv.where(kp + ('hosts',))}: missing value (no hosts for {name})")
-    seen: dict[str, int] = {}
-    for i, host in enumerate((env or {}).get("hosts") or []):
-        _check_host(inv, kp + ("hosts", i), host)
-        if host in seen:
-            raise InventoryError(f"{inv.where(kp + ('hosts', i))}: duplicate host {host!r}")
-        seen[host] = i
-    _check_deploy_to(inv, kp, merged)
-    _check_shared(inv, kp, env or {})
-
-
-WSGI = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(?::[A-Za-z_][A-Za-z0-9_]*)?$")
-HOST = re.compile(r"^(?:[A-Za-z0-9._-]+@)?(?:[A-Za-z0-9._-]+|\[[0-9a-fA-F:]+\])(?::\d{1,5})?$")
-
-
-def _check_host(inv: Inventory, kp: tuple, host) -> None:
-    if not isinstance(host, str) or not HOST.match(host):
-        raise InventoryError(
-            f"{inv.where(kp)}: invalid host {host!r} (expected an ssh alias or user@host:port)"
-        )
-
-
-def _check_deploy_to(inv: Inventory, kp: tuple, merged: dict) -> None:
-    deploy_to = merged.get("deploy_to", "/srv/app")
-    where = (
-        kp + ("deploy_to",)
-        if "deploy_to" in (inv.data["environments"][kp[1]] or {})
-        else (
-            "defaults",
-            "deploy_to",
-        )
-    )
-    problem = unsafe_deploy_to(str(deploy_to), merged.get("connection") == "local")
-    if problem:
-        raise InventoryError(f"{inv.where(where)}: {problem}")
-
-
-def _check_shared(inv: Inventory, kp: tuple, layer: dict) -> None:
-    """Shared entries are joined under DEPLOY_TO/shared and the release, then `rm -rf`'d there."""
-    for key in ("shared_files", "shared_dirs"):
-        for i, entry in enumerate(layer.get(key) or []):
-            parts = Path(entry).parts
-            if not parts or entry.startswith("/") or ".." in parts or entry.startswith("-"):
-                raise InventoryError(
-                    f"{inv.where(kp + (key, i))}: {entry!r} must be a relative name inside the "
-                    "release (no leading / or -, no '..')"
-                )
-
-
-def unsafe_deploy_to(path: str, local: bool) -> str:
-    """Why a deploy_to would be dangerous to manage, or '' when it is fine."""
-    if not path.strip():
-        return "must not be empty"
-    if "~" in path or "$" in path or "`" in path or "\n" in path:
-        return "must be a plain path (no ~, $, ` or newline)"
-    if any(part == ".." for part in Path(path).parts):
-        return "must not contain '..'"
-    if not local and not path.startswith("/"):
-        return "must be an absolute path on the server"
-    if Path(path).resolve() in (Path("/"),) or path.rstrip("/") in (
-        "",
-        "/usr",
-        "/etc",
-        "/var",
-        "/home",
-        "/root",
-        "/srv",
-        "/opt",
-        "/tmp",
-        "/bin",
-        "/boot",
-    ):
-        return f"refusing to manage {path!r} (too broad: use a directory of its own)"
-    return ""
-
-
-def _check_mapping(inv: Inventory, data, spec: dict, kp: tuple) -> None:
-    if not isinstance(data, dict):
-        raise InventoryError(f"{inv.where(kp)}: expected a mapping, got {_typename(data)}")
-    for key, value in data.items():
-        if key not in spec:
-            known = ", ".join(sorted(spec))
-            raise InventoryError(f"{inv.where(kp + (key,))}: unknown key (known: {known})")
-        _check_value(inv, value, spec[key], kp + (key,))
-
-
-def _check_value(inv: Inventory, value, f: Field, kp: tuple) -> None:
-    if value is None:
-        raise InventoryError(f"{inv.where(kp)}: missing value")
-    if isinstance(f.kind, dict):
-        if f.shorthand and isinstance(value, str):
-            return _check_value(inv, value, f.kind[f.shorthand], kp)
-        return _check_mapping(inv, value, f.kind, kp)
-    if f.kind is dict:
-        if not isinstance(value, dict):
-            raise InventoryError(f"{inv.where(kp)}: expected a mapping, got {_typename(value)}")
-        for k, v in value.items():
-            if isinstance(f.item, dict):
-                _check_mapping(inv, v or {}, f.item, kp + (k,))
-            elif not isinstance(v, str | int | float | bool):
-                raise InventoryError(f"{inv.where(kp + (k,))}: expected a scalar value")
-        return None
-    if f.kind is list:
-        if not isinstance(value, list):
-            raise InventoryError(f"{inv.where(kp)}: expected a list, got {_typename(value)}")
-        for i, v in enumerate(value):
-            problem = f.check(v) if f.check else ""
-            if problem:
-                raise InventoryError(f"{inv.where(kp + (i,))}: {problem}")
-            if not isinstance(v, str) and not f.check:
-                raise InventoryError(
-                    f"{inv.where(kp + (i,))}: expected a string, got {_typename(v)}"
-                )
-        return None
-    if not _is_type(value, f.kind):
-        raise InventoryError(f"{inv.where(kp)}: expected {f.kind.__name__}, got {_typename(value)}")
-    if f.choices and value not in f.choices:
-        raise InventoryError(
-            f"{inv.where(kp)}: must be one of {', '.join(f.choices)} (got {value!r})"
-        )
-    return None
-
-
-def _is_type(value, kind) -> bool:
-    if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-def _typename(value) -> str:
-    return {
-        dict: "a mapping",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        type(None): "nothing",
-    }.get(type(value), type(value).__name__)
 
 
 # ---------------------------------------------------------------- merging
@@ -387,6 +212,7 @@ def resolve(
     _finish(inv, name, settings, sources)
     project = _deep_merge(schema.defaults_of(PROJECT), inv.data["project"])
     project["source"]["repo"] = _resolve_path(inv.root, project["source"]["repo"])
+    validation.check_settings(inv, project, settings, sources)
     return EnvConfig(name=name, settings=settings, project=project, inventory=inv, sources=sources)
 
 
@@ -410,22 +236,6 @@ def _finish(inv: Inventory, name: str, s: dict, sources: dict) -> None:
         s["health"]["url"] = f"http://{health_address(s)}/healthz"
     if s.get("tag_deploys") is None:
         s["tag_deploys"] = s["connection"] != "local"
-    _check_lock_times(inv, s["timeouts"], sources)
-    # The inventory's own values were checked by validate(); these came from MLCTL_* or --set.
-    problem = unsafe_deploy_to(s["deploy_to"], s["connection"] == "local")
-    if problem:
-        raise InventoryError(f"{_origin(inv, sources, 'deploy_to')}: {problem}")
-    for i, host in enumerate(s["hosts"]):
-        if not isinstance(host, str) or not HOST.match(host):
-            raise InventoryError(
-                f"{_origin(inv, sources, 'hosts')}: hosts[{i}]: invalid host "
-                f"{host!r} (expected an ssh alias or user@host:port)"
-            )
-    if s["protected"] and s["host_keys"] == "accept-new":
-        raise InventoryError(
-            f"{_origin(inv, sources, 'host_keys')}: "
-            "accept-new is refused for a protected environment (pin the host keys)"
-        )
 
 
 def health_address(s: dict) -> str:
@@ -434,34 +244,6 @@ def health_address(s: dict) -> str:
     if s["service"] != "pidfile" or s["bind"].startswith("unix:") or not port.isdigit():
         return "127.0.0.1"
     return f"{'127.0.0.1' if host in ('', '0.0.0.0', '[::]', '::') else host}:{port}"
-
-
-MIN_LEASE = 2.0  # the holder refreshes its heartbeat every lease/4 seconds
-
-
-def _check_lock_times(inv: Inventory, t: dict, sources: dict) -> None:
-    if t["lock_lease"] < MIN_LEASE:
-        raise InventoryError(
-            f"{_origin(inv, sources, 'timeouts.lock_lease')}: must be at least "
-            f"{MIN_LEASE:g} seconds, got {t['lock_lease']:g}"
-        )
-    if t["lock_wait"] < 0:
-        raise InventoryError(
-            f"{_origin(inv, sources, 'timeouts.lock_wait')}: must not be negative, "
-            f"got {t['lock_wait']:g}"
-        )
-
-
-def _origin(inv: Inventory, sources: dict, key: str) -> str:
-    """Where `key`'s value came from, as written: `file:line: key path`, a variable or a flag."""
-    label = sources.get(key, "")
-    if label == "flags":
-        return f"--set {key}"
-    if label == "environment variables":
-        return "MLCTL_" + key.upper().replace(".", "__")
-    if label == "defaults" or label.startswith("environments."):
-        return inv.where((*label.split(".", 1), *key.split(".")))
-    return key
 
 
 def _resolve_path(root: Path, value: str) -> str:

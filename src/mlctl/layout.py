@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from .errors import UsageError
 
@@ -32,8 +31,9 @@ def check_release_id(value: str) -> str:
 
 def check_shared_name(name: str) -> str:
     """A shared file or dir is linked (after an `rm -rf`) in a release: a plain relative name."""
-    parts = PurePosixPath(name).parts
-    if not parts or name.startswith(("/", "-")) or ".." in parts:
+    from .validation import shared_problem  # the inventory's own rule for shared entries
+
+    if shared_problem(name):
         raise UsageError(f"shared entry {name!r} must be a relative name inside the release")
     return name
 

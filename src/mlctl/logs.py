@@ -7,10 +7,8 @@ terminal, so the remote `journalctl -f` / `tail -F` ends with it instead of ling
 
 from __future__ import annotations
 
-import calendar
 import heapq
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -20,19 +18,11 @@ from . import console
 from .commands import probes
 from .errors import ConnectError, MlctlError, UsageError
 from .layout import unit_name
+from .remote.logtime import line_time
 from .selection import open_session
 from .shell import Cmd, wrap
 
 FOLLOW_TIMEOUT = 7 * 86400  # the host's own `timeout` ends a follow the client lost track of
-_MONTHS = {
-    m: i + 1 for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())
-}
-_ISO = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,]\d+)?(Z|[+-]\d{2}:?\d{2})?"
-)
-_BRACKET_ISO = re.compile(r"^\[(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) ([+-]\d{4})\]")
-_ACCESS = re.compile(r"\[(\d{2})/(\w{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-]\d{4})\]")
-_NGINX_ERROR = re.compile(r"^(\d{4})/(\d{2})/(\d{2}) (\d{2}):(\d{2}):(\d{2}) ")
 
 
 # ---------------------------------------------------------------- which command
@@ -52,34 +42,6 @@ def log_command(
 
 
 # ---------------------------------------------------------------- merging (pure)
-
-
-def _offset(text: str | None) -> int:
-    if not text or text == "Z":
-        return 0
-    sign = -1 if text[0] == "-" else 1
-    digits = text[1:].replace(":", "")
-    return sign * (int(digits[:2]) * 3600 + int(digits[2:4]) * 60)
-
-
-def line_time(line: str) -> float | None:
-    """Epoch seconds of a journal (short-iso), gunicorn, nginx access or nginx error line."""
-    for pattern in (_ISO, _BRACKET_ISO):
-        m = pattern.match(line)
-        if m:
-            parts = [int(x) for x in m.groups()[:6]]
-            if m.group(7) is None:
-                return time.mktime((*parts, 0, 0, -1))
-            return calendar.timegm(tuple(parts)) - _offset(m.group(7))
-    m = _ACCESS.search(line)
-    if m and m.group(2) in _MONTHS:
-        d, mon, y, hh, mm, ss, off = m.groups()
-        stamp = (int(y), _MONTHS[mon], int(d), int(hh), int(mm), int(ss))
-        return calendar.timegm(stamp) - _offset(off)
-    m = _NGINX_ERROR.match(line)
-    if m:  # nginx writes its error log in the host's local time
-        return time.mktime((*[int(x) for x in m.groups()], 0, 0, -1))
-    return None
 
 
 def timed_lines(text: str) -> list[tuple[float, str]]:

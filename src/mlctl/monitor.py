@@ -19,6 +19,7 @@ from . import console
 from .checks import gather
 from .errors import UsageError
 from .journal import state_dir
+from .sections import Health, Thresholds
 from .selection import open_session
 
 ALERT_NAMES = ("unreachable", "disk", "memory", "failed_units", "rate_5xx", "error_log", "site")
@@ -45,7 +46,7 @@ def evaluate(host: str, facts: dict, settings: dict) -> tuple[list[Alert], dict[
     if "connect_error" in facts or "probe_error" in facts:
         why = facts.get("connect_error") or facts.get("probe_error")
         return [Alert(host, "unreachable", str(why), 0, 1)], {"up": 0}
-    t = settings["thresholds"]
+    t = Thresholds.of(settings["thresholds"])
     alerts: list[Alert] = []
     metrics: dict[str, float] = {"up": 1}
     for judge in (_disk, _memory, _failed_units, _rate_5xx, _error_log):
@@ -58,40 +59,27 @@ def _usable(section) -> bool:
     return bool(section) and not section.get("failed")
 
 
+def _pct_used(host: str, name: str, used: float, limit: float, detail: str, alerts, metrics):
+    """disk and memory: a used percentage against its threshold."""
+    metrics[f"{name}_used_ratio"] = used / 100
+    metrics[f"{name}_threshold_ratio"] = limit / 100
+    if used > limit:
+        alerts.append(Alert(host, name, detail, used, limit))
+
+
 def _disk(host, facts, t, alerts, metrics) -> None:
     d = facts.get("disk")
-    if not _usable(d):
-        return
-    metrics["disk_used_ratio"] = d["used_pct"] / 100
-    metrics["disk_threshold_ratio"] = t["disk_pct"] / 100
-    if d["used_pct"] > t["disk_pct"]:
-        alerts.append(
-            Alert(
-                host,
-                "disk",
-                f"disk {d['used_pct']:g}% used > {t['disk_pct']}% " f"({d['path']})",
-                d["used_pct"],
-                t["disk_pct"],
-            )
-        )
+    if _usable(d):
+        used, limit = d["used_pct"], t.disk_pct
+        detail = f"disk {used:g}% used > {limit}% ({d['path']})"
+        _pct_used(host, "disk", used, limit, detail, alerts, metrics)
 
 
 def _memory(host, facts, t, alerts, metrics) -> None:
     m = facts.get("memory")
-    if not _usable(m) or m.get("used_pct") is None:
-        return
-    metrics["memory_used_ratio"] = m["used_pct"] / 100
-    metrics["memory_threshold_ratio"] = t["mem_pct"] / 100
-    if m["used_pct"] > t["mem_pct"]:
-        alerts.append(
-            Alert(
-                host,
-                "memory",
-                f"memory {m['used_pct']:g}% used > {t['mem_pct']}%",
-                m["used_pct"],
-                t["mem_pct"],
-            )
-        )
+    if _usable(m) and m.get("used_pct") is not None:
+        used, limit = m["used_pct"], t.mem_pct
+        _pct_used(host, "memory", used, limit, f"memory {used:g}% used > {limit}%", alerts, metrics)
 
 
 def _failed_units(host, facts, t, alerts, metrics) -> None:
@@ -117,16 +105,16 @@ def _rate_5xx(host, facts, t, alerts, metrics) -> None:
     metrics["http_requests_window"] = requests
     metrics["http_5xx_window"] = bad
     metrics["http_5xx_ratio"] = pct / 100
-    metrics["http_5xx_threshold_ratio"] = t["rate_5xx_pct"] / 100
-    if requests and pct > t["rate_5xx_pct"]:
+    metrics["http_5xx_threshold_ratio"] = t.rate_5xx_pct / 100
+    if requests and pct > t.rate_5xx_pct:
         alerts.append(
             Alert(
                 host,
                 "rate_5xx",
                 f"nginx 5xx {pct:.1f}% ({bad}/{requests}) in the "
-                f"last {n['window']}s > {t['rate_5xx_pct']:g}%",
+                f"last {n['window']}s > {t.rate_5xx_pct:g}%",
                 round(pct, 2),
-                t["rate_5xx_pct"],
+                t.rate_5xx_pct,
             )
         )
 
@@ -137,17 +125,17 @@ def _error_log(host, facts, t, alerts, metrics) -> None:
         return
     lines = n["error_lines"]
     metrics["error_log_lines_window"] = lines
-    metrics["error_log_threshold_lines"] = t["error_lines"]
-    if lines > t["error_lines"]:
+    metrics["error_log_threshold_lines"] = t.error_lines
+    if lines > t.error_lines:
         last = f"; last: {n['last_error']}" if n.get("last_error") else ""
         alerts.append(
             Alert(
                 host,
                 "error_log",
                 f"{lines} nginx error line(s) in the last "
-                f"{n['window']}s > {t['error_lines']}{last}",
+                f"{n['window']}s > {t.error_lines}{last}",
                 lines,
-                t["error_lines"],
+                t.error_lines,
             )
         )
 
@@ -156,8 +144,8 @@ def _site(host, facts, settings, alerts, metrics) -> None:
     s = facts.get("site")
     if not _usable(s):
         return
-    h = settings["health"]
-    up = s.get("status") == h["expect_status"]
+    h = Health.of(settings["health"])
+    up = s.get("status") == h.expect_status
     metrics["site_up"] = 1 if up else 0
     released = (facts.get("release") or {}).get("current")
     if not up and released:
@@ -166,9 +154,9 @@ def _site(host, facts, settings, alerts, metrics) -> None:
             Alert(
                 host,
                 "site",
-                f"{h['url']}: {got} (expected {h['expect_status']})",
+                f"{h.url}: {got} (expected {h.expect_status})",
                 s.get("status") or 0,
-                h["expect_status"],
+                h.expect_status,
             )
         )
 

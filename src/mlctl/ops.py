@@ -7,7 +7,7 @@ import time
 
 from rich.table import Table
 
-from . import console, guards, locking, steps
+from . import console, guards, locking, schema, steps
 from .commands import lock as lockcmd
 from .commands import service
 from .errors import MlctlError, RemoteCommandFailed, UsageError
@@ -217,9 +217,4 @@ def config_task(sel, json=False) -> int:  # noqa: A002
 
 
 def masked(settings: dict) -> dict:
-    out = _json.loads(_json.dumps(settings))
-    out["secrets"] = {k: MASK for k in out["secrets"]}
-    for key in ("password", "url"):
-        if out["database"].get(key):
-            out["database"][key] = MASK
-    return out
+    return schema.masked(settings, MASK)  # the keys marked secret in the schema

@@ -63,7 +63,11 @@ DATABASE = section(
     host=Field(str, "localhost"),
     port=Field(int, 0),
     url=Field(str, "", secret=True),
-    dump_options=Field(list, []),
+    dump_options=Field(
+        list,
+        [],
+        doc="more pg_dump options for the snapshots, e.g. --exclude-table-data=django_session",
+    ),
 )
 
 ENV_KEYS = section(
@@ -117,13 +121,13 @@ ENV_KEYS = section(
     ),
     thresholds=Field(
         section(
-            disk_pct=Field(int, 90),
-            inode_pct=Field(int, 90),
-            mem_pct=Field(int, 90),
-            load_per_cpu=Field(float, 2.0),
-            cert_days=Field(int, 14),
-            error_lines=Field(int, 0),
-            rate_5xx_pct=Field(float, 5.0),
+            disk_pct=Field(int, 90, doc="`check` fails, `monitor` alerts over this % of disk used"),
+            inode_pct=Field(int, 90, doc="`check` fails over this % of inodes used"),
+            mem_pct=Field(int, 90, doc="`check` warns, `monitor` alerts over this % of memory"),
+            load_per_cpu=Field(float, 2.0, doc="`check` warns over this 1-minute load per CPU"),
+            cert_days=Field(int, 14, doc="`check` warns when tls_cert expires within these days"),
+            error_lines=Field(int, 0, doc="`monitor` alerts over this many nginx error lines"),
+            rate_5xx_pct=Field(float, 5.0, doc="`monitor` alerts over this % of 5xx answers"),
         )
     ),
     shared_files=Field(list, [".env"]),
@@ -194,6 +198,42 @@ ENV_COLORS = {"dev": "green", "test": "yellow", "live": "red"}
 PATH_KEYS = ("known_hosts", "identity_file", "ssh_config", "tls_cert")
 
 
+def secret_keys(schema: dict[str, Field], kp: tuple = ()) -> tuple[tuple[str, ...], ...]:
+    """Key paths of the settings marked secret (a secret map: all its values)."""
+    out: list = []
+    for key, f in schema.items():
+        if f.secret:
+            out.append((*kp, key))
+        elif isinstance(f.kind, dict):
+            out.extend(secret_keys(f.kind, (*kp, key)))
+    return tuple(out)
+
+
+def secret_values(settings: dict) -> list[str]:
+    """Every secret value set in resolved settings (SECRET_KEYS), for the mask."""
+    values = []
+    for path in SECRET_KEYS:
+        node = settings
+        for key in path:
+            node = node.get(key) or {}
+        values += [str(v) for v in node.values()] if isinstance(node, dict) else [str(node)]
+    return [v for v in values if v]
+
+
+def masked(settings: dict, mask: str) -> dict:
+    """A copy of resolved settings with every secret value replaced by `mask`."""
+    out = copy.deepcopy(settings)
+    for *parents, key in SECRET_KEYS:
+        node = out
+        for p in parents:
+            node = node[p]
+        if isinstance(node.get(key), dict):
+            node[key] = {k: mask for k in node[key]}
+        elif node.get(key):
+            node[key] = mask
+    return out
+
+
 def defaults_of(schema: dict[str, Field]) -> dict:
     """The built-in defaults of a schema, as a nested dict."""
     out = {}
@@ -203,3 +243,6 @@ def defaults_of(schema: dict[str, Field]) -> dict:
         elif f.default is not None:
             out[key] = copy.deepcopy(f.default)
     return out
+
+
+SECRET_KEYS = secret_keys(ENV_KEYS)

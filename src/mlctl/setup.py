@@ -9,7 +9,6 @@ kept in the shared .env (0640 root:APP_USER) and only ever travel on stdin, neve
 
 from __future__ import annotations
 
-import re
 import secrets
 from pathlib import Path
 from urllib.parse import unquote as urlunquote
@@ -20,14 +19,11 @@ from .commands import provision as pv
 from .commands import provision_plan as planner
 from .commands.provision_plan import inventory_env  # deploy writes the same values
 from .connection import parse_host
-from .errors import PreflightFailed, RemoteCommandFailed, UsageError
+from .errors import PreflightFailed, RemoteCommandFailed
 from .layout import Layout, sqlite_path
 from .selection import open_session
 from .shell import mask
 
-NAME = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
-DEPLOY_TO = re.compile(r"^/[A-Za-z0-9._/-]+$")
-SERVER_NAME = re.compile(r"^[A-Za-z0-9._* -]{1,200}$")
 
 
 def setup_task(sel, yes=False) -> int:
@@ -37,27 +33,12 @@ def setup_task(sel, yes=False) -> int:
         sess.connect()
         if sess.cfg.local:
             prepare_local(sess, verbose=True)
-        else:
-            validate(sess.cfg)
+        else:  # the settings were validated as they were read (validation.check_settings)
             plans = sess.each(survey)  # every host surveyed and planned before any changes
             by_host = {h.name: p for h, p in zip(sess.hosts, plans, strict=True)}
             sess.each(lambda h: apply(h, by_host[h.name]))
     console.done(f"{sess.cfg.name}: setup complete")
     return 0
-
-
-def validate(cfg) -> None:
-    if not NAME.match(cfg.project["name"]):
-        raise UsageError(f"project.name {cfg.project['name']!r}: use a-z, 0-9, - and _")
-    if not SERVER_NAME.match(cfg["server_name"]):
-        raise UsageError(f"server_name {cfg['server_name']!r}: invalid characters")
-    if not DEPLOY_TO.match(cfg["deploy_to"]):
-        raise UsageError(
-            f"deploy_to {cfg['deploy_to']!r}: use letters, digits, / . _ - only "
-            "(it goes into systemd units and the nginx site)"
-        )
-    if not NAME.match(cfg["app_user"]):
-        raise UsageError(f"app_user {cfg['app_user']!r}: invalid user name")
 
 
 def report(host, step: str, changed: bool) -> None:

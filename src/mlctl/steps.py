@@ -265,7 +265,12 @@ def snapshot(host, target: str) -> str | None:
             return None
     path = f"{lay.backups}/{target}.{dbcmd.EXTENSIONS[cfg['database']['engine']]}"
     dump = dbcmd.snapshot(
-        cfg["database"]["engine"], lay.env_file, path, sqlite_path(cfg), cfg["python"]
+        cfg["database"]["engine"],
+        lay.env_file,
+        path,
+        sqlite_path(cfg),
+        cfg["python"],
+        cfg["database"]["dump_options"],
     )
     host.run(f"snapshot {target}", factcmd.in_new_dir(lay.backups, dump))
     return path

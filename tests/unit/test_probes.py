@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mlctl import logs, schema
+from mlctl import logs, remote, schema
 from mlctl.commands import probes
 from mlctl.shell import wrap
 
@@ -25,9 +25,9 @@ def settings(**over) -> dict:
 
 
 def script_namespace() -> dict:
-    """The probe script's functions, loaded without running main()."""
+    """The probe program's functions, as one text the way a host gets it, without running main()."""
     ns: dict = {"__name__": "probe_under_test"}
-    exec(compile(probes.PROBE_SCRIPT, "probe", "exec"), ns)  # noqa: S102 — our own fixed text
+    exec(compile(remote.source("probe"), "probe", "exec"), ns)  # noqa: S102 — our own fixed text
     return ns
 
 
@@ -70,8 +70,10 @@ def test_facts_command_is_python_reading_stdin_with_quoted_config():
 
 def test_program_is_the_script_plus_the_django_probe_and_a_main_call():
     text = probes.program().decode()
-    assert text.startswith(probes.PROBE_SCRIPT)
-    assert f"DJANGO_PROBE = {probes.DJANGO_PROBE!r}" in text
+    assert text.startswith(remote.text("hostfiles"))
+    assert text.endswith(remote.text("probe"))
+    assert repr(probes.DJANGO_PROBE) in text and repr(remote.source("health")) in text
+    assert probes.DJANGO_PROBE.startswith(remote.text("migplan"))
     assert text.rstrip().endswith("main()")
     compile(text, "probe", "exec")
     compile(probes.DJANGO_PROBE, "django_probe", "exec")

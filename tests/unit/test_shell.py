@@ -27,8 +27,15 @@ HOSTILE = [
 
 # The .env is read line by line and exported as data, never sourced as shell.
 LOAD_ENV = (
-    'while IFS= read -r _l || [ -n "$_l" ]; do case "$_l" in *=*) ;; *) continue ;; esac;'
-    ' case "${_l%%=*}" in ""|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac; export "$_l"; done <'
+    'while IFS= read -r _l || [ -n "$_l" ]; do'
+    ' _l="${_l#"${_l%%[![:space:]]*}"}";'
+    ' case "$_l" in "export "*) _l="${_l#export }"; _l="${_l#"${_l%%[![:space:]]*}"}" ;; esac;'
+    ' case "$_l" in *=*) ;; *) continue ;; esac;'
+    ' _k="${_l%%=*}"; _k="${_k%"${_k##*[![:space:]]}"}"; _v="${_l#*=}";'
+    ' case "$_k" in ""|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac;'
+    ' _v="${_v#"${_v%%[![:space:]]*}"}"; _v="${_v%"${_v##*[![:space:]]}"}";'
+    ' case "$_v" in \\"*\\"|\\\'*\\\') _v="${_v#?}"; _v="${_v%?}" ;; esac;'
+    ' export "$_k=$_v"; done <'
 )
 
 

@@ -7,6 +7,7 @@ password ever appears on a command line or in the host's process list.
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..remote import envfile
 from ..shell import Cmd, Raw
 
 EXTENSIONS = {"postgresql": "dump", "sqlite": "sqlite3"}
@@ -24,17 +25,20 @@ _SQLITE_VERIFY = (
 
 
 # Names, users and paths in the shared .env are not secret; every other value is treated as one.
-ENV_PUBLIC = (
-    "DEBUG",
-    "ALLOWED_HOSTS",
-    "MEDIA_ROOT",
-    "STATIC_ROOT",
-    "PGHOST",
-    "PGPORT",
-    "PGUSER",
-    "PGDATABASE",
-    "TIME_ZONE",
-    "LOG_LEVEL",
+ENV_PUBLIC = envfile.PUBLIC
+
+# The shell half of remote/envfile.py's rules (read them there): blanks trimmed, an `export `
+# prefix dropped, lines whose name is not a shell name skipped, one pair of quotes removed.
+_EXPORT_LINES = (
+    'while IFS= read -r _l || [ -n "$_l" ]; do'
+    ' _l="${_l#"${_l%%[![:space:]]*}"}";'
+    ' case "$_l" in "export "*) _l="${_l#export }"; _l="${_l#"${_l%%[![:space:]]*}"}" ;; esac;'
+    ' case "$_l" in *=*) ;; *) continue ;; esac;'
+    ' _k="${_l%%=*}"; _k="${_k%"${_k##*[![:space:]]}"}"; _v="${_l#*=}";'
+    ' case "$_k" in ""|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac;'
+    ' _v="${_v#"${_v%%[![:space:]]*}"}"; _v="${_v%"${_v##*[![:space:]]}"}";'
+    ' case "$_v" in \\"*\\"|\\\'*\\\') _v="${_v#?}"; _v="${_v%?}" ;; esac;'
+    ' export "$_k=$_v"; done <'
 )
 
 
@@ -44,16 +48,7 @@ def load_env(env_file: str) -> Cmd:
     The file holds plain values as the app reads them, not shell: sourcing it would run a value's
     `$(...)`, backticks or `; cmd`. Each line is exported as one word, so a value stays data.
     """
-    return Cmd(
-        (
-            Raw(
-                'while IFS= read -r _l || [ -n "$_l" ]; do case "$_l" in *=*) ;; *) continue ;;'
-                ' esac; case "${_l%%=*}" in ""|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac;'
-                ' export "$_l"; done <'
-            ),
-            Cmd.of(env_file),
-        )
-    )
+    return Cmd((Raw(_EXPORT_LINES), Cmd.of(env_file)))
 
 
 def _with_env(env_file: str, cmd: Cmd) -> Cmd:
@@ -61,11 +56,19 @@ def _with_env(env_file: str, cmd: Cmd) -> Cmd:
 
 
 def snapshot(
-    engine: str, env_file: str, target: str, sqlite_path: str = "", python: str = "python3"
+    engine: str,
+    env_file: str,
+    target: str,
+    sqlite_path: str = "",
+    python: str = "python3",
+    options: list | tuple = (),
 ) -> Cmd:
-    """Dump the database into `target` and verify it (non-empty, restorable listing)."""
+    """Dump the database into `target` and verify it (non-empty, restorable listing).
+
+    `options`: database.dump_options, added to pg_dump (validation.py keeps them to options
+    that leave the format and the file to mlctl)."""
     if engine == "postgresql":
-        dump = Cmd.of("pg_dump", "-Fc", "--no-owner", "--no-acl", "-f", target)
+        dump = Cmd.of("pg_dump", "-Fc", "--no-owner", "--no-acl", *options, "-f", target)
         return _with_env(env_file, dump).then(verify(engine, target))
     if engine == "sqlite":
         return Cmd.of(python, "-c", _SQLITE_BACKUP, sqlite_path, target).then(

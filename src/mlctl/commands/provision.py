@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 from ..layout import Layout, unit_name
+from ..remote import envfile
 from ..shell import Cmd, Raw, script
 from .db import load_env
 
@@ -213,13 +214,8 @@ def parse_survey(stdout: str) -> dict[str, str]:
 
 
 def parse_env(text: str) -> dict[str, str]:
-    """The shared .env setup wrote: KEY=VALUE lines."""
-    values = {}
-    for line in text.splitlines():
-        key, eq, value = line.partition("=")
-        if eq and not key.startswith("#"):
-            values[key.strip()] = value.strip()
-    return values
+    """The shared .env, read by the one set of .env rules (remote/envfile.py)."""
+    return dict(envfile.env_pairs(text))
 
 
 def parse_sums(text: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 # (STATIC_ROOT lives in the root-owned release). Then as the app user, who serves the code:
 # `check --deploy`, a read check of the release tree, the WSGI import, and this code's migration
 # leaves, the migrations it would apply and one collected static file, printed as JSON on the
-# last line. First of all, gunicorn must be in the venv.
+# last line. First of all, gunicorn must be in the venv. remote/migplan.py is sent in front.
 # argv: SETTINGS_MODULE WSGI ("module:callable") APP_USER ("" to stay who we are)
 import importlib
 import json
@@ -10,6 +10,9 @@ import os
 import pwd
 import re
 import sys
+
+if __package__:  # imported by mlctl; on a host remote/migplan.py is sent in front
+    from .migplan import executor_of, pending
 
 
 def clip(text, limit=300):
@@ -133,17 +136,16 @@ except BaseException as e:  # noqa: BLE001
     fail("import WSGI app", e)
 try:
     from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
 
-    executor = MigrationExecutor(connection)
+    executor = executor_of(connection)
     graph = executor.loader.graph
-    plan = executor.migration_plan(graph.leaf_nodes())
+    planned = pending(executor)
 except BaseException as e:  # noqa: BLE001
     fail("migrations pending", e)
 print(
     json.dumps(
         {
-            "pending": ["%s.%s" % (m.app_label, m.name) for m, _ in plan],
+            "pending": planned,
             "leaves": dict(sorted(graph.leaf_nodes())),
             "static": static,
         }

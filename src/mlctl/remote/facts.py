@@ -1,6 +1,7 @@
 # Facts about one server in one round trip, printed as JSON. argv: DEPLOY_TO [ENV_PUBLIC_KEYS]
 # Run as root: it also returns the shared .env's non-public values, which mlctl only adds to its
 # mask (a failing step's output may show them) and never keeps in the facts.
+# remote/hostfiles.py and remote/envfile.py are sent in front.
 import json
 import os
 import platform
@@ -8,22 +9,15 @@ import shutil
 import sys
 import sysconfig
 
-root = sys.argv[1]
-public = set(sys.argv[2].split(",")) if len(sys.argv) > 2 else set()
+if __package__:  # imported by mlctl; on a host these modules are sent in front
+    from .envfile import env_pairs, secret_values
+    from .hostfiles import listdir, read
 
 
-def read(path, default=None):
-    try:
-        with open(path) as fh:
-            return fh.read()
-    except OSError:
-        return default
-
-
-def metas():
+def metas(root):
     out = {}
     d = os.path.join(root, ".mlctl", "releases")
-    for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+    for name in listdir(d):
         if name.endswith(".json"):
             try:
                 out[name[:-5]] = json.loads(read(os.path.join(d, name), "{}"))
@@ -32,21 +26,9 @@ def metas():
     return out
 
 
-def env_pairs():
-    for line in (read(os.path.join(root, "shared", ".env"), "") or "").splitlines():
-        key, eq, value = line.strip().removeprefix("export ").partition("=")
-        key = key.strip()
-        if eq and key and not key.startswith("#"):
-            yield key, value.strip().strip("'\"")
-
-
-def env_values():
-    return [value for key, value in env_pairs() if key.upper() not in public]
-
-
-def env_keys():
+def env_keys(text):
     """The names the shared .env sets to something (the preflight checks the settings' needs)."""
-    return sorted({key for key, value in env_pairs() if value})
+    return sorted({key for key, value in env_pairs(text) if value})
 
 
 def glibc():
@@ -58,40 +40,45 @@ def glibc():
         return ""
 
 
-def listdir(path):
-    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+def interpreter():
+    return {
+        "python": "%d.%d" % sys.version_info[:2],
+        "python_version": platform.python_version(),
+        "machine": platform.machine(),
+        "platform": sysconfig.get_platform(),
+        "libc": glibc(),
+    }
 
 
-current = (
-    os.readlink(os.path.join(root, "current"))
-    if os.path.islink(os.path.join(root, "current"))
-    else None
-)
-usage = shutil.disk_usage(root if os.path.isdir(root) else "/")
-print(
-    json.dumps(
-        {
-            "python": "%d.%d" % sys.version_info[:2],
-            "python_version": platform.python_version(),
-            "machine": platform.machine(),
-            "platform": sysconfig.get_platform(),
-            "libc": glibc(),
-            "free_bytes": usage.free,
-            "exists": os.path.isdir(root),
-            "marker": (read(os.path.join(root, ".mlctl", "marker"), "") or "").strip(),
-            "current": os.path.basename(current) if current else None,
-            "releases": listdir(os.path.join(root, "releases")),
-            "metas": metas(),
-            "venvs": [
-                v
-                for v in listdir(os.path.join(root, "venvs"))
-                if os.path.exists(os.path.join(root, "venvs", v, ".complete"))
-            ],
-            "env_file": os.path.exists(os.path.join(root, "shared", ".env")),
-            "lock": read(os.path.join(root, ".mlctl", "lock", "holder.json")),
-            "lock_exists": os.path.isdir(os.path.join(root, ".mlctl", "lock")),
-            "env_values": env_values(),
-            "env_keys": env_keys(),
-        }
-    )
-)
+def tree(root):
+    """What lies under DEPLOY_TO: the marker, releases, their metadata and complete venvs."""
+    current = os.path.join(root, "current")
+    linked = os.readlink(current) if os.path.islink(current) else None
+    venvs = os.path.join(root, "venvs")
+    return {
+        "marker": (read(os.path.join(root, ".mlctl", "marker"), "") or "").strip(),
+        "current": os.path.basename(linked) if linked else None,
+        "releases": listdir(os.path.join(root, "releases")),
+        "metas": metas(root),
+        "venvs": [v for v in listdir(venvs) if os.path.exists(os.path.join(venvs, v, ".complete"))],
+    }
+
+
+def facts(root, public):
+    env = os.path.join(root, "shared", ".env")
+    text = read(env, "") or ""
+    usage = shutil.disk_usage(root if os.path.isdir(root) else "/")
+    out = {**interpreter(), "free_bytes": usage.free, **tree(root)}
+    out["env_file"] = os.path.exists(env)
+    out["env_values"] = secret_values(text, public)
+    out["env_keys"] = env_keys(text)
+    return out
+
+
+def main():
+    public = sys.argv[2].split(",") if len(sys.argv) > 2 else ()
+    print(json.dumps(facts(sys.argv[1], public)))
+
+
+if __name__ == "__main__":
+    main()
