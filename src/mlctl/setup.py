@@ -25,7 +25,6 @@ from .selection import open_session
 from .shell import mask
 
 
-
 def setup_task(sel, yes=False) -> int:
     with open_session(sel, "setup") as sess:
         guards.confirm(sess.cfg, "setup", yes)
