@@ -46,7 +46,7 @@ class Host:
     name: str
     session: object  # the Session this host belongs to
     c: object = None  # invoke Context or fabric Connection
-    commands: int = 0  # remote round trips, for the benchmark's count
+    commands: int = 0  # steps run on this host so far: numbers the watcher tag of each step
     facts: dict = field(default_factory=dict)
 
     @property
