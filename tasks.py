@@ -1,5 +1,5 @@
 """`inv check` and friends: the same tasks as `mlctl` and `fab`, run through Invoke."""
 
-from mlctl.tasks import namespace
+from mlctl.cli.invoke import namespace
 
 ns = namespace()

@@ -161,7 +161,7 @@ class Bench:
         self.tools = ["mlctl", "floor"] + ([] if args.no_ansible else ["ansible"])
 
     def host_python(self) -> tuple[str, list[str]]:
-        from mlctl.wheelhouse import platform_tags
+        from mlctl.project.wheelhouse import platform_tags
 
         code = (
             "import json, platform, sys; print(json.dumps(['%d.%d' % sys.version_info[:2], "

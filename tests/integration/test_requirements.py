@@ -13,8 +13,8 @@ import pytest
 import yaml
 from packaging.version import Version
 
-from mlctl import sdist
-from mlctl.errors import PreflightFailed
+from mlctl.core.errors import PreflightFailed
+from mlctl.project import sdist
 
 from .helpers import D, commit_file, current, git, healthz, mlctl, new_project, ssh
 

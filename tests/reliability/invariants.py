@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 
-from mlctl.locking import process_alive
+from mlctl.transport.locking import process_alive
 
 from .harness import CANARY_SUM, D
 

@@ -18,9 +18,9 @@ import pytest
 from mlctl import remote
 from mlctl.commands import release as relcmd
 from mlctl.commands import service
-from mlctl.layout import Layout, unit_name
-from mlctl.shell import Cmd, script
-from mlctl.steps import systemd_restart
+from mlctl.config.layout import Layout, unit_name
+from mlctl.core.shell import Cmd, script
+from mlctl.tasks.hoststeps import systemd_restart
 
 from .harness import D, wait_for_line
 

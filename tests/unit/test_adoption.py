@@ -16,17 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlctl import (
-    django_layout,
-    init_files,
-    init_values,
-    inventory,
-    project_facts,
-    settings_scan,
-    source,
-)
-from mlctl.errors import PreflightFailed
-from mlctl.shell import MASK, mask
+from mlctl.config import inventory
+from mlctl.core.errors import PreflightFailed
+from mlctl.core.shell import MASK, mask
+from mlctl.project import django_layout, project_facts, settings_scan, source
+from mlctl.tasks import init_files, init_values
 
 from .conftest import clean_environ
 
@@ -610,7 +604,7 @@ def test_failure_summary_of_pytest_output():
 
 
 def source_summary(text: str) -> str:
-    from mlctl import gate
+    from mlctl.project import gate
 
     return gate.failure_summary(text)
 
@@ -650,7 +644,7 @@ def test_installed_app_alone_does_not_need_postgresql(tmp_path):
 
 
 def test_local_postgres_env_from_the_inventory(write_inventory):
-    from mlctl import setup
+    from mlctl.tasks import setup_hosts as setup
 
     text = (
         "project: {name: shop, settings_module: s, wsgi: 'w:a'}\n"
@@ -757,7 +751,7 @@ def test_remote_preflight_names_missing_and_unwritten_variables(tmp_path, write_
     is named with the command that writes it; one on every host's .env is enough."""
     from types import SimpleNamespace
 
-    from mlctl.deploy import Deploy
+    from mlctl.tasks.deploy import Deploy
 
     root = cookie_like(tmp_path / "shop")
     git_commit(root)

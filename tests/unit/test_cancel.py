@@ -12,12 +12,14 @@ import time
 
 import pytest
 
-from mlctl import cancel, locking, prune
+from mlctl.cli.registry import BY_NAME
 from mlctl.commands import lock as lockcmd
 from mlctl.commands import release as relcmd
-from mlctl.errors import InventoryError
-from mlctl.layout import Layout
-from mlctl.registry import BY_NAME
+from mlctl.config.layout import Layout
+from mlctl.core import cancel
+from mlctl.core.errors import InventoryError
+from mlctl.tasks import prune
+from mlctl.transport import locking
 
 LAY = Layout("/srv/app")
 
@@ -142,7 +144,7 @@ def test_a_second_signal_ends_the_process_at_once(tmp_path):
     without waiting for the cleanup, after the last words (the CI summary)."""
     code = (
         "import os, signal, sys, time\n"
-        "from mlctl import cancel\n"
+        "from mlctl.core import cancel\n"
         f"cancel.install(lambda c: open({str(tmp_path / 'words')!r}, 'w').write(str(c)))\n"
         "try:\n"
         "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
@@ -164,7 +166,7 @@ def test_lock_wait_option_is_a_setting():
 
 
 def test_lock_lease_is_validated(tmp_path):
-    from mlctl import inventory
+    from mlctl.config import inventory
 
     inv_file = tmp_path / "environments.yaml"
     inv_file.write_text(
@@ -255,9 +257,9 @@ def test_under_fab_a_signal_ends_with_its_exit_code_and_the_error_in_the_summary
 
     from invoke.exceptions import Exit
 
-    from mlctl import tasks
-    from mlctl.registry import TaskSpec
-    from mlctl.selection import Selection
+    from mlctl.cli import invoke as tasks
+    from mlctl.cli.registry import TaskSpec
+    from mlctl.transport.selection import Selection
 
     def cancelled(sel, **options):
         raise cancel.Interrupted(signal.SIGTERM)

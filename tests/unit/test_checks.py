@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from mlctl import checks, diag, healthpaths, schema
+from mlctl.config import healthpaths, schema
+from mlctl.tasks import checks, diag
 
 RID = "20250102030405-abcdef012345"
 UNIT = "gunicorn-notes"

@@ -6,7 +6,7 @@ from mlctl.commands import facts
 from mlctl.commands import lock as lockcmd
 from mlctl.commands import prune as prunecmd
 from mlctl.commands import release, service
-from mlctl.layout import Layout
+from mlctl.config.layout import Layout
 
 LAY = Layout("/srv/app")
 RID = "20260101000001-abcdef1"

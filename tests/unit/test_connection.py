@@ -7,9 +7,15 @@ import time
 import paramiko
 import pytest
 
-from mlctl import inventory
-from mlctl.connection import AcceptNewPolicy, _build, open_connection, parse_host, ssh_user_for
-from mlctl.errors import ConnectError, InventoryError
+from mlctl.config import inventory
+from mlctl.core.errors import ConnectError, InventoryError
+from mlctl.transport.connection import (
+    AcceptNewPolicy,
+    _build,
+    open_connection,
+    parse_host,
+    ssh_user_for,
+)
 from tests.unit.conftest import BASE, one_line
 
 ISOLATED = BASE.replace(

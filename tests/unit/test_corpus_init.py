@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlctl import init_values
+from mlctl.tasks import init_values
 
 from .conftest import REPO, clean_environ
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mlctl.cli import build_parser, split_env
-from mlctl.registry import BY_NAME
+from mlctl.cli.main import build_parser, split_env
+from mlctl.cli.registry import BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("mlctl", "fab", "inv", "make")

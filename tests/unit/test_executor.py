@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from mlctl import inventory
-from mlctl.errors import CommandTimeout, ConnectError, RemoteCommandFailed
-from mlctl.executor import LOST, Result, failure, outcome
-from mlctl.session import Session
-from mlctl.shell import Cmd
+from mlctl.config import inventory
+from mlctl.core.errors import CommandTimeout, ConnectError, RemoteCommandFailed
+from mlctl.core.shell import Cmd
+from mlctl.transport.executor import LOST, Result, failure, outcome
+from mlctl.transport.session import Session
 from tests.unit.conftest import BASE
 
 
@@ -99,7 +99,7 @@ def test_a_lost_channel_is_a_connect_error_even_with_warn():
 
 
 def test_an_error_while_putting_back_is_named_and_returned(host, capsys):
-    from mlctl.errors import MlctlError
+    from mlctl.core.errors import MlctlError
 
     def restore(h):
         raise MlctlError(f"{h.name}: step 'restore' failed (exit 1)", "check the dump")

@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from mlctl import guards, inventory
-from mlctl.errors import ConnectError, GuardRefused
-from mlctl.session import Session
+from mlctl.config import inventory
+from mlctl.core.errors import ConnectError, GuardRefused
+from mlctl.tasks import guards
+from mlctl.transport.session import Session
 from tests.unit.conftest import BASE, one_line
 
 

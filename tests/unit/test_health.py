@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import compensation, healthpaths, inventory, pipfail, remote, schema, steps
+from mlctl import remote
 from mlctl.commands import service
-from mlctl.errors import DeployFailed, PreflightFailed
-from mlctl.session import Session
-from mlctl.shell import Cmd
+from mlctl.config import healthpaths, inventory, schema
+from mlctl.core.errors import DeployFailed, PreflightFailed
+from mlctl.core.shell import Cmd
+from mlctl.project import pipfail
+from mlctl.tasks import compensation, hoststeps
+from mlctl.transport.session import Session
 from tests.unit.conftest import BASE
 
 TRACEBACK = """[2025-01-02 03:04:05 +0000] [41] [INFO] Booting worker with pid: 41
@@ -156,7 +159,7 @@ def gate(port: int, release: str, timeout: float = 5) -> subprocess.CompletedPro
 def test_gate_fails_at_once_when_the_new_release_answers_and_a_page_raises(app):
     start = time.monotonic()
     p = gate(app.server_port, "r1", timeout=30)
-    assert p.returncode == steps.UNHEALTHY
+    assert p.returncode == hoststeps.UNHEALTHY
     assert p.stderr.strip() == "GET /: HTTP 500 (expected <500)"
     assert time.monotonic() - start < 10  # three strikes, not the whole timeout
 
@@ -179,7 +182,7 @@ def test_a_redirect_is_an_answer_never_followed(app):
 def test_gate_never_takes_another_release_for_this_one(app):
     App.root_status = 200
     p = gate(app.server_port, "r2", timeout=1)
-    assert p.returncode == steps.UNHEALTHY
+    assert p.returncode == hoststeps.UNHEALTHY
     assert p.stderr.strip() == "GET /healthz: HTTP 200 from release r1 (expected r2)"
     assert gate(app.server_port, "r1").returncode == 0
 
@@ -208,7 +211,7 @@ def test_health_failure_line_ends_with_the_apps_exception_and_logs_the_traceback
     host.facts["log_offset"] = log.stat().st_size  # what the restart saw
     App.log = log
     with pytest.raises(DeployFailed) as e:
-        steps.health(host, "r1", timeout=20)
+        hoststeps.health(host, "r1", timeout=20)
     assert str(e.value) == (
         "localhost: health check failed: GET /: HTTP 500 (expected <500); see `mlctl dev logs` "
         f"(timeouts.health = 20s) — {ERROR}"
@@ -223,7 +226,7 @@ def test_health_failure_without_a_traceback_names_the_request_and_the_setting(
 ):
     sess = dev_session(write_inventory, tmp_path, app.server_port)
     with pytest.raises(DeployFailed) as e:
-        steps.health(sess.hosts[0], "r9", timeout=1)
+        hoststeps.health(sess.hosts[0], "r9", timeout=1)
     assert str(e.value) == (
         "localhost: health check failed: GET /healthz: HTTP 200 from release r1 (expected r9); "
         "see `mlctl dev logs` (timeouts.health = 1s)"
@@ -265,7 +268,7 @@ def test_a_port_held_by_another_process_is_named_with_its_pid(tmp_path):
     try:
         port = int(holder.stdout.readline())
         p = pidfile_program("check", tmp_path / "gunicorn.pid", tmp_path, f"127.0.0.1:{port}")
-        assert p.returncode == steps.PORT_HELD
+        assert p.returncode == hoststeps.PORT_HELD
         assert p.stderr.strip().startswith(
             f"port {port} is held by pid {holder.pid} ({sys.executable}"
         )
@@ -398,7 +401,7 @@ def test_a_configured_python_the_host_lacks_fails_before_anything_changes(
     sess = Session(cfg, "deploy", log_dir=str(tmp_path / "logs"))
     sess.connect()
     with pytest.raises(PreflightFailed) as e:
-        steps.gather_facts(sess.hosts[0])
+        hoststeps.gather_facts(sess.hosts[0])
     assert str(e.value) == (
         f"localhost: python {tmp_path}/no/python3.99 not found — install it or set `python:`"
     )
@@ -422,7 +425,7 @@ def test_a_500_the_log_does_not_explain_is_replayed_in_the_releases_own_code(
     )
     (rel / ".env").write_text("SECRET_KEY=" + "k3y-" * 20 + "\nDEBUG=0\nALLOWED_HOSTS=localhost\n")
     with pytest.raises(DeployFailed) as e:
-        steps.health(sess.hosts[0], rid, timeout=20)
+        hoststeps.health(sess.hosts[0], rid, timeout=20)
     assert str(e.value).endswith(
         "health check failed: GET /: HTTP 500 (expected <500); see `mlctl dev logs` "
         "(timeouts.health = 20s) — KeyError: 'no such tenant'"

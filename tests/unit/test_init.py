@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlctl import init, init_files, init_values, inventory, project_facts
-from mlctl.registry import TASKS
+from mlctl.cli.registry import TASKS
+from mlctl.config import inventory
+from mlctl.project import project_facts
+from mlctl.tasks import init, init_files, init_values
 
 from .conftest import BIN, clean_environ, one_line
 
-TEMPLATES = Path(init.__file__).parent / "templates"
+TEMPLATES = Path(init.__file__).parents[1] / "templates"
 WRITTEN = (
     "environments.yaml",
     "fabfile.py",
@@ -369,7 +371,7 @@ def test_makefile_has_the_shortcuts_and_runs_the_project_tests(project, run_init
 def test_fabfile_tasks_and_precommit(project, run_init):
     assert run_init(str(project)).returncode == 0
     for name in ("fabfile.py", "tasks.py"):
-        assert (project / name).read_text() == (Path(init.__file__).parents[2] / name).read_text()
+        assert (project / name).read_text() == (Path(init.__file__).parents[3] / name).read_text()
     config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
     hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
     assert all(repo["repo"] == "local" for repo in config["repos"])

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import django_layout, init_files, init_values, project_facts, project_requirements
-from mlctl.django_layout import SettingsDefaults, pick_settings
-from mlctl.errors import UsageError
-from mlctl.settings_scan import Read, scan
+from mlctl.core.errors import UsageError
+from mlctl.project import django_layout, project_facts, project_requirements
+from mlctl.project.django_layout import SettingsDefaults, pick_settings
+from mlctl.project.settings_scan import Read, scan
+from mlctl.tasks import init_files, init_values
 
 
 def exists(*modules: str):

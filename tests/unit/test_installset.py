@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import installset, sdist, source, wheelhouse
-from mlctl.errors import PreflightFailed
-from mlctl.installset import InstallSet
+from mlctl.core.errors import PreflightFailed
+from mlctl.project import installset, sdist, source, wheelhouse
+from mlctl.project.installset import InstallSet
 
 
 def git(repo: Path, *args: str) -> str:

@@ -7,9 +7,9 @@ import json
 import pytest
 import yaml
 
-from mlctl import inventory
-from mlctl.errors import InventoryError, UnknownEnvironment
-from mlctl.schema import ENV_KEYS
+from mlctl.config import inventory
+from mlctl.config.schema import ENV_KEYS
+from mlctl.core.errors import InventoryError, UnknownEnvironment
 from tests.unit.conftest import BASE, one_line
 
 ENV_KNOWN = ", ".join(sorted(ENV_KEYS))

@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlctl import monitor, schema
+from mlctl.config import schema
+from mlctl.tasks import monitor
 
 RID = "20250102030405-abcdef012345"
 

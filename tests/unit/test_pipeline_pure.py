@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import journal, locking, prune, remote, setup, steps, wheelhouse
+from mlctl import remote
 from mlctl.commands import provision
-from mlctl.errors import UsageError
-from mlctl.installset import InstallSet
-from mlctl.layout import Layout, check_release_id
-from mlctl.ops import release_rows
+from mlctl.config.layout import Layout, check_release_id
+from mlctl.core.errors import UsageError
+from mlctl.project import wheelhouse
+from mlctl.project.installset import InstallSet
+from mlctl.tasks import hoststeps, prune, setup_hosts
+from mlctl.tasks.operations import release_rows
+from mlctl.transport import journal, locking
 
 R = [f"2026010100000{i}-abcdef1" for i in range(1, 8)]
 
@@ -89,9 +92,10 @@ def test_setup_helpers_quote_sql_and_compute_allowed_hosts():
     assert provision.sql_literal("it's") == "'it''s'"
     assert provision.sql_ident('a"b') == '"a""b"'
     assert (
-        setup.allowed_hosts("deploy@198.51.100.11:22", "_") == "localhost,127.0.0.1,198.51.100.11"
+        setup_hosts.allowed_hosts("deploy@198.51.100.11:22", "_")
+        == "localhost,127.0.0.1,198.51.100.11"
     )
-    assert setup.allowed_hosts("web1", "example.com www.example.com").endswith(
+    assert setup_hosts.allowed_hosts("web1", "example.com www.example.com").endswith(
         "web1,example.com,www.example.com"
     )
 
@@ -178,8 +182,8 @@ def test_prune_commands_come_from_the_facts_and_never_fail_the_script():
 
 def test_parse_build_reads_the_last_line():
     out = 'System check identified no issues.\n{"pending": ["notes.0003_x"], "leaves": {}}\n'
-    assert steps.parse_build(out) == {"pending": ["notes.0003_x"], "leaves": {}}
-    assert steps.parse_build("") == {"pending": [], "leaves": None}  # --dry-run prints only
+    assert hoststeps.parse_build(out) == {"pending": ["notes.0003_x"], "leaves": {}}
+    assert hoststeps.parse_build("") == {"pending": [], "leaves": None}  # --dry-run prints only
 
 
 def test_journal_timestamps_have_milliseconds():
@@ -224,7 +228,7 @@ def test_build_program_collects_static_and_reports_the_migration_plan(tmp_path):
     rel = _release_copy(tmp_path)
     p = _build(rel, "s3cr3t-" + "x1y2z3" * 10)
     assert p.returncode == 0, p.stderr
-    built = steps.parse_build(p.stdout)
+    built = hoststeps.parse_build(p.stdout)
     assert built["leaves"]["notes"] == "0002_seed_notes"
     assert {"notes.0001_initial", "notes.0002_seed_notes"} <= set(built["pending"])
     assert (rel / "staticfiles" / "notes" / "style.css").is_file()
@@ -269,7 +273,7 @@ def test_build_program_fails_first_when_gunicorn_is_not_in_the_venv(tmp_path):
 
 
 def test_gunicorn_unit_follows_the_gunicorn_settings(write_inventory):
-    from mlctl import inventory
+    from mlctl.config import inventory
     from tests.unit.conftest import BASE
 
     inv = inventory.load(write_inventory(BASE))

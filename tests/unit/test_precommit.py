@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlctl import precommit
-from mlctl.precommit import ToolSettings
+from mlctl.project import precommit
+from mlctl.project.precommit import ToolSettings
 
 NONE = ToolSettings()
 
@@ -395,7 +395,7 @@ def test_unreadable_configs_are_refused_with_the_reason(text, message):
 
 def test_the_pins_are_mlctls_own():
     """The tools a project's hooks install are the versions mlctl is developed with."""
-    root = Path(precommit.__file__).parents[2]
+    root = Path(precommit.__file__).parents[3]
     dev = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     ours = yaml.safe_load((root / ".pre-commit-config.yaml").read_text())
     own_hooks = {

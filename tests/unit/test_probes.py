@@ -11,9 +11,11 @@ import time
 
 import pytest
 
-from mlctl import logs, remote, schema
+from mlctl import remote
 from mlctl.commands import probes
-from mlctl.shell import wrap
+from mlctl.config import schema
+from mlctl.core.shell import wrap
+from mlctl.tasks import logs
 
 PROJECT = {"name": "notes", "settings_module": "djangoapp.settings"}
 
@@ -144,7 +146,7 @@ def test_log_command_per_service():
 
 
 def test_log_command_local_has_no_nginx():
-    from mlctl.errors import UsageError
+    from mlctl.core.errors import UsageError
 
     with pytest.raises(UsageError):
         logs.log_command(settings(connection="local"), "notes", "nginx-access", 5, None, False)

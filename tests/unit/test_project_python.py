@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlctl import init_files, inventory, project_facts, pyversion, remote, sdist
+from mlctl import remote
 from mlctl.commands import probes
-from mlctl.errors import InventoryError, PreflightFailed
+from mlctl.config import inventory, pyversion
+from mlctl.core.errors import InventoryError, PreflightFailed
+from mlctl.project import project_facts, sdist
+from mlctl.tasks import init_files
 
 from .conftest import BASE
 from .test_init import git, project, run_init, startproject, stock  # noqa: F401

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from mlctl.compensation import KEEP, OUT_OF_SERVICE, SERVE, Compensation, put_back
+from mlctl.tasks.compensation import KEEP, OUT_OF_SERVICE, SERVE, Compensation, put_back
 
 HOSTS = ["w1", "w2"]
 SERVED = {"w1": "r1", "w2": "r1"}

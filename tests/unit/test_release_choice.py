@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlctl import prune, rollback
-from mlctl.errors import RollbackFailed
-from mlctl.layout import Layout
-from mlctl.releases import earlier_good, rollback_target
+from mlctl.config.layout import Layout
+from mlctl.core.errors import RollbackFailed
+from mlctl.tasks import prune, rollback
+from mlctl.tasks.releases import earlier_good, rollback_target
 
 R = [f"2026010100000{i}-abcdef1" for i in range(1, 8)]
 

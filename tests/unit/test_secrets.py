@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from mlctl import console, inventory
-from mlctl.errors import RemoteCommandFailed
-from mlctl.journal import Journal
-from mlctl.session import Session
-from mlctl.shell import MASK, Cmd, Secret
+from mlctl.config import inventory
+from mlctl.core import console
+from mlctl.core.errors import RemoteCommandFailed
+from mlctl.core.shell import MASK, Cmd, Secret
+from mlctl.transport.journal import Journal
+from mlctl.transport.session import Session
 from tests.unit.conftest import BASE
 
 SENTINEL = "sentinel-value-123"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from mlctl import inventory
 from mlctl.commands import provision as pv
 from mlctl.commands import provision_plan as planner
-from mlctl.errors import PreflightFailed
-from mlctl.layout import Layout
+from mlctl.config import inventory
+from mlctl.config.layout import Layout
+from mlctl.core.errors import PreflightFailed
 from tests.unit.conftest import BASE
 
 LAY = Layout("/srv/app")

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from mlctl.commands import db, lock, release, service
-from mlctl.layout import Layout
-from mlctl.shell import MASK, Assign, Cmd, Secret, mask, script, seq, sudo, wrap
+from mlctl.config.layout import Layout
+from mlctl.core.shell import MASK, Assign, Cmd, Secret, mask, script, seq, sudo, wrap
 
 HOSTILE = [
     ("a;b", "'a;b'"),

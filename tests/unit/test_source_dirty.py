@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from mlctl import source
+from mlctl.project import source
 
 
 def git(repo, *args):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlctl import inventory, schema
-from mlctl.errors import InventoryError
+from mlctl.config import inventory, schema
+from mlctl.core.errors import InventoryError
 from tests.unit.conftest import BASE
 
 F = "environments.yaml"
@@ -110,7 +110,7 @@ def test_secret_keys_come_from_the_schema():
 def test_typed_sections_match_the_schema_and_the_resolved_values(write_inventory):
     from dataclasses import FrozenInstanceError, fields
 
-    from mlctl import sections
+    from mlctl.config import sections
 
     for name, cls in sections.SECTIONS.items():
         assert [f.name for f in fields(cls)] == list(schema.ENV_KEYS[name].kind), name

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from mlctl.shell import WATCHER, Cmd, Secret, Watch, quote, wrap
+from mlctl.core.shell import WATCHER, Cmd, Secret, Watch, quote, wrap
 
 PY = sys.executable
 W = Watch(PY, "run1.7")

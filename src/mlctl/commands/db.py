@@ -6,9 +6,9 @@ password ever appears on a command line or in the host's process list.
 
 from __future__ import annotations
 
-from ..errors import UsageError
-from ..remote import envfile
-from ..shell import Cmd, Raw
+from mlctl.core.errors import UsageError
+from mlctl.core.shell import Cmd, Raw
+from mlctl.remote import envfile
 
 EXTENSIONS = {"postgresql": "dump", "sqlite": "sqlite3"}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..shell import Cmd
+from mlctl.core.shell import Cmd
 
 
 def read_facts(python: str, program: str, deploy_to: str, public: list[str]) -> Cmd:

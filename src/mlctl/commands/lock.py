@@ -6,8 +6,8 @@ heartbeat's age are measured on the host (no clock skew between control machines
 
 from __future__ import annotations
 
-from ..layout import Layout
-from ..shell import Cmd, Raw, script
+from mlctl.config.layout import Layout
+from mlctl.core.shell import Cmd, Raw, script
 
 HELD = 3  # exit code of `acquire` when someone else holds the lock
 

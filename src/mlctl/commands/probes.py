@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 
-from .. import healthpaths, remote
-from ..layout import Layout, unit_name
-from ..sections import Health
-from ..shell import Cmd
-from .db import load_env
+from mlctl import remote
+from mlctl.commands.db import load_env
+from mlctl.config import healthpaths
+from mlctl.config.layout import Layout, unit_name
+from mlctl.config.sections import Health
+from mlctl.core.shell import Cmd
 
 MODES = ("check", "diag", "status", "monitor")
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.resources import files
 
-from ..layout import Layout, unit_name
-from ..remote import envfile
-from ..shell import Cmd, Raw, script
-from .db import load_env
+from mlctl.commands.db import load_env
+from mlctl.config.layout import Layout, unit_name
+from mlctl.core.shell import Cmd, Raw, script
+from mlctl.remote import envfile
 
 FACT = "@@mlctl-fact"  # the line that starts one section of the survey's output
 VERSION_TAG = "mlctl-python-version"

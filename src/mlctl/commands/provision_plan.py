@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote as urlquote
 
-from ..errors import PreflightFailed
-from ..layout import Layout, sqlite_path, unit_name
-from ..shell import Cmd
-from . import provision as pv
-from .release import write_file
+from mlctl.commands import provision as pv
+from mlctl.commands.release import write_file
+from mlctl.config.layout import Layout, sqlite_path, unit_name
+from mlctl.core.errors import PreflightFailed
+from mlctl.core.shell import Cmd
 
 
 @dataclass(frozen=True)

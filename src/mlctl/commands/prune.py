@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..layout import Layout
-from ..shell import Cmd, Raw
+from mlctl.config.layout import Layout
+from mlctl.core.shell import Cmd, Raw
 
 FAILED = "mlctl: could not remove old releases"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from ..layout import Layout, check_shared_name
-from ..shell import Cmd, Raw, script
-from .db import load_env
+from mlctl.commands.db import load_env
+from mlctl.config.layout import Layout, check_shared_name
+from mlctl.core.shell import Cmd, Raw, script
 
 
 def manage(rel: str, *args: str) -> Cmd:

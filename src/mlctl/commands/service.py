@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ..shell import Cmd, Raw, script
-from .db import load_env
+from mlctl.commands.db import load_env
+from mlctl.core.shell import Cmd, Raw, script
 
 
 def systemd_restart(unit: str) -> Cmd:

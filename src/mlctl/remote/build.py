@@ -12,7 +12,7 @@ import re
 import sys
 
 if __package__:  # imported by mlctl; on a host remote/migplan.py is sent in front
-    from .migplan import executor_of, pending
+    from mlctl.remote.migplan import executor_of, pending
 
 
 def clip(text, limit=300):

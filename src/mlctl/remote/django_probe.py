@@ -8,7 +8,7 @@ import os
 import sys
 
 if __package__:  # imported by mlctl; on a host remote/migplan.py is sent in front
-    from .migplan import executor_of, pending
+    from mlctl.remote.migplan import executor_of, pending
 
 
 def last_line(e):

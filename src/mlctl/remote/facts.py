@@ -10,8 +10,8 @@ import sys
 import sysconfig
 
 if __package__:  # imported by mlctl; on a host these modules are sent in front
-    from .envfile import env_pairs, secret_values
-    from .hostfiles import listdir, read
+    from mlctl.remote.envfile import env_pairs, secret_values
+    from mlctl.remote.hostfiles import listdir, read
 
 
 def metas(root):

@@ -11,9 +11,9 @@ import sys
 import time
 
 if __package__:  # imported by mlctl; on a host these modules are sent in front
-    from .envfile import secret_values
-    from .hostfiles import read
-    from .probe_app import (
+    from mlctl.remote.envfile import secret_values
+    from mlctl.remote.hostfiles import read
+    from mlctl.remote.probe_app import (
         app_log,
         django_probe,
         gunicorn,
@@ -24,8 +24,8 @@ if __package__:  # imported by mlctl; on a host these modules are sent in front
         release,
         site,
     )
-    from .probe_base import CFG, path, timed
-    from .probe_system import (
+    from mlctl.remote.probe_base import CFG, path, timed
+    from mlctl.remote.probe_system import (
         disk,
         env_file,
         failed_units,

@@ -11,8 +11,8 @@ import time
 import urllib.parse
 
 if __package__:  # imported by mlctl; on a host these modules are sent in front
-    from .hostfiles import listdir, read, tail_lines
-    from .probe_base import (
+    from mlctl.remote.hostfiles import listdir, read, tail_lines
+    from mlctl.remote.probe_base import (
         CFG,
         PROGRAMS,
         as_app,
@@ -23,7 +23,7 @@ if __package__:  # imported by mlctl; on a host these modules are sent in front
         path,
         run,
     )
-    from .probe_system import unit_state
+    from mlctl.remote.probe_system import unit_state
 
 
 def release():

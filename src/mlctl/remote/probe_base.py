@@ -6,7 +6,7 @@ import subprocess
 import time
 
 if __package__:  # imported by mlctl; on a host remote/hostfiles.py is sent in front
-    from .hostfiles import read
+    from mlctl.remote.hostfiles import read
 
 CFG = {}  # the program's one argument (commands/probes.probe_config), filled by main()
 # Texts of the programs this one runs, put in by commands/probes.program():

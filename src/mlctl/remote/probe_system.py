@@ -6,9 +6,9 @@ import sys
 import time
 
 if __package__:  # imported by mlctl; on a host these modules are sent in front
-    from .hostfiles import read, tail_lines
-    from .logtime import access_time, error_time
-    from .probe_base import CFG, last_words, path, run
+    from mlctl.remote.hostfiles import read, tail_lines
+    from mlctl.remote.logtime import access_time, error_time
+    from mlctl.remote.probe_base import CFG, last_words, path, run
 
 SEVERE = ("error", "crit", "alert", "emerg")
 AGENT = "mlctl-health"  # the User-Agent of mlctl's own health requests (remote/health.py)

@@ -1,0 +1,1 @@
+"""The front ends: `mlctl`, and the Fabric/Invoke collections, over one task table."""

@@ -1,0 +1,1 @@
+"""The inventory: schema, merge, validation and the layout it implies."""

@@ -1,0 +1,102 @@
+"""Typed, read-only views of the resolved settings' sections (EnvConfig.thresholds, .health,
+.timeouts, .database), built after validation; each field is the schema key of the same name
+(schema.py holds the defaults and the docs; tests/unit/test_validation.py keeps both in step).
+
+`cfg["key"]` still reads the plain resolved dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Generic, TypeVar
+
+from mlctl.config import schema
+
+
+class _Section:
+    @classmethod
+    def of(cls, value):
+        """The section from its resolved dict (an instance is returned as it is)."""
+        if isinstance(value, cls):
+            return value
+        # A partial dict (a test's, a caller's own) takes the schema's defaults for the rest.
+        name = next(k for k, v in SECTIONS.items() if v is cls)
+        merged = {**schema.defaults_of(schema.ENV_KEYS[name].kind), **value}
+        items = {f.name: merged[f.name] for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in items.items()})
+
+
+@dataclass(frozen=True)
+class Thresholds(_Section):
+    """When `check` warns or fails and `monitor` alerts (percentages are 0-100)."""
+
+    disk_pct: int
+    inode_pct: int
+    mem_pct: int
+    load_per_cpu: float
+    cert_days: int
+    error_lines: int
+    rate_5xx_pct: float
+
+
+@dataclass(frozen=True)
+class Health(_Section):
+    """The health request (url, expected status, timeout, Host header) and the pages besides it."""
+
+    url: str
+    expect_status: int
+    timeout: float
+    host_header: str
+    paths: tuple
+    static: bool
+
+
+@dataclass(frozen=True)
+class Timeouts(_Section):
+    """Seconds: ssh connect, one command, the health gate, the lock's wait, staleness and lease."""
+
+    connect: float
+    command: float
+    health: float
+    lock_wait: float
+    lock_stale: float
+    lock_lease: float
+    keepalive: int
+
+
+@dataclass(frozen=True)
+class Database(_Section):
+    """The database and its snapshots' pg_dump options (password and url are secret)."""
+
+    engine: str
+    name: str
+    user: str
+    password: str
+    host: str
+    port: int
+    url: str
+    dump_options: tuple
+
+    def __repr__(self) -> str:  # never print the secrets
+        return f"Database(engine={self.engine!r}, name={self.name!r}, host={self.host!r})"
+
+
+T = TypeVar("T")
+
+
+class Typed(Generic[T]):
+    """EnvConfig's typed view of the section of the same name: `cfg.health` -> Health."""
+
+    def __init__(self, cls: type[T]) -> None:
+        self.cls = cls
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.key = name
+
+    def __get__(self, cfg, owner=None) -> T:
+        if cfg is None:
+            return self  # type: ignore[return-value]  # looked up on the class
+        return self.cls.of(cfg.settings[self.key])  # type: ignore[attr-defined]
+
+
+SECTIONS = {"thresholds": Thresholds, "health": Health, "timeouts": Timeouts, "database": Database}

@@ -1,0 +1,1 @@
+"""Quoting, errors, console output and signals: what every layer uses."""

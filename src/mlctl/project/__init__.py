@@ -1,0 +1,1 @@
+"""Reading the project on this machine: requirements, wheels, settings, the gate."""

@@ -1,0 +1,1 @@
+"""Connections, sessions, the journal and the deploy lock."""
