@@ -1,4 +1,4 @@
-"""Setup, deploy, snapshots, rollback and failure handling on real hosts (SPEC 5 and 6)."""
+"""Setup, deploy, snapshots, rollback and failure handling on real hosts."""
 
 from __future__ import annotations
 

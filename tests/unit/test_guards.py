@@ -1,4 +1,4 @@
-"""Protected-environment guards (SPEC 8): allowed users, typed name, --yes + MLCTL_CONFIRM, root."""
+"""Protected-environment guards: allowed users, typed name, --yes + MLCTL_CONFIRM, root."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Inventory loading, validation and precedence (SPEC 3): one exact line per bad inventory."""
+"""Inventory loading, validation and precedence: one exact line per bad inventory."""
 
 from __future__ import annotations
 

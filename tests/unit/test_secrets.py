@@ -1,4 +1,4 @@
-"""Secret values never reach the console, stdout or the JSON log (SPEC 8)."""
+"""Secret values never reach the console, stdout or the JSON log."""
 
 from __future__ import annotations
 

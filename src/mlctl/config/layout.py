@@ -1,4 +1,4 @@
-"""Where things live under DEPLOY_TO on a server (SPEC 5), in one place.
+"""Where things live under DEPLOY_TO on a server, in one place.
 
 releases/<id>/        code of one commit, static files, REVISION, MANIFEST, .venv -> venvs/<hash>
 venvs/<hash>          -> <hash>.<id>/: a virtualenv keyed by requirements hash, shared by

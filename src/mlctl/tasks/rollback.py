@@ -1,4 +1,4 @@
-"""`rollback`: back to the previous good release (or --to), database per policy (SPEC 6).
+"""`rollback`: back to the previous good release (or --to), database per policy.
 
 auto       reverse the migrations the rolled-back release applied when they are reversible, else
            stop and offer `restore` or `code-only`
@@ -26,7 +26,7 @@ from mlctl.transport.selection import open_session
 def rollback_task(sel, to=None, db="auto", yes=False) -> int:
     with open_session(sel, "rollback") as sess:
         cfg = sess.cfg
-        if to:
+        if to is not None:  # `--to ""` is a bad id, not "the previous release"
             check_release_id(to)
         guards.confirm(cfg, "rollback", yes)
         sess.connect()
