@@ -657,7 +657,7 @@ def test_local_postgres_env_from_the_inventory(write_inventory):
     )
     inv = inventory.load(write_inventory(text))
     dev = inventory.resolve(inv, "dev", {})
-    env = setup.local_postgres_env(dev["database"], "shop")
+    env = setup.local_postgres_env(dev.database, "shop")
     assert env == {
         "PGHOST": "127.0.0.1",
         "PGPORT": "5433",
@@ -665,7 +665,7 @@ def test_local_postgres_env_from_the_inventory(write_inventory):
         "PGDATABASE": "shop_dev",
         "PGPASSWORD": "pw12",
     }
-    url = setup.local_postgres_env(inventory.resolve(inv, "url", {})["database"], "shop")
+    url = setup.local_postgres_env(inventory.resolve(inv, "url", {}).database, "shop")
     assert url == {
         "PGHOST": "db.local",
         "PGPORT": "6543",

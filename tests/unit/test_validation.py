@@ -126,3 +126,22 @@ def test_typed_sections_match_the_schema_and_the_resolved_values(write_inventory
     assert cfg.database.engine == "postgresql" and "pw" not in repr(cfg.database)
     with pytest.raises(FrozenInstanceError):
         cfg.health.timeout = 1  # type: ignore[misc]
+
+
+def test_every_setting_of_the_schema_has_its_typed_name_on_envconfig(write_inventory):
+    from mlctl.config.inventory import EnvConfig
+
+    missing = [key for key in schema.ENV_KEYS if not hasattr(EnvConfig, key)]
+    assert missing == []
+    cfg = inventory.resolve(inventory.load(write_inventory(BASE)), "live", {}, {})
+    for key in schema.ENV_KEYS:
+        if key not in ("hosts", "color") and not isinstance(getattr(cfg, key), sections_types()):
+            assert getattr(cfg, key) == cfg[key], key
+    assert cfg.gunicorn.workers == cfg["gunicorn"]["workers"]
+    assert cfg.hooks.after_switch == tuple(cfg["hooks"]["after_switch"])
+
+
+def sections_types():
+    from mlctl.config import sections
+
+    return tuple(sections.SECTIONS.values())

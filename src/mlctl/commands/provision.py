@@ -61,13 +61,13 @@ def template_values(cfg) -> dict:
         "project": cfg.project["name"],
         "unit": unit,
         "socket": f"/run/{unit}.sock",
-        "app_user": cfg["app_user"],
-        "deploy_to": cfg["deploy_to"],
-        "workers": cfg["gunicorn"]["workers"],
-        "preload": " --preload" if cfg["gunicorn"]["preload"] else "",
+        "app_user": cfg.app_user,
+        "deploy_to": cfg.deploy_to,
+        "workers": cfg.gunicorn.workers,
+        "preload": " --preload" if cfg.gunicorn.preload else "",
         "wsgi": cfg.project["wsgi"],
         "settings_module": cfg.project["settings_module"],
-        "server_name": cfg["server_name"],
+        "server_name": cfg.server_name,
     }
 
 
@@ -98,8 +98,8 @@ def _section(name: str, *body) -> list:
 
 
 def required_tools(cfg) -> list[str]:
-    tools = ["nginx", "systemctl", cfg["python"]]
-    if cfg["database"]["engine"] == "postgresql":
+    tools = ["nginx", "systemctl", cfg.python]
+    if cfg.database.engine == "postgresql":
         tools += ["psql", "pg_dump", "pg_restore"]
     return tools
 
@@ -107,22 +107,22 @@ def required_tools(cfg) -> list[str]:
 def survey(cfg, role: str, database: str) -> Cmd:
     """Everything setup decides on, in one round trip. The database probe comes last and is the
     only part whose failure fails the read (a PostgreSQL server that does not answer)."""
-    lay = Layout(cfg["deploy_to"])
+    lay = Layout(cfg.deploy_to)
     unit = unit_name(cfg.project["name"])
     avail, enabled = site_paths(cfg.project["name"])
     managed = [*unit_files(cfg), avail]
     parts = [
         *_section("tools", Raw("for t in"), Cmd.of(*required_tools(cfg))),
         Raw('; do command -v "$t" >/dev/null || echo "$t"; done;'),
-        *_section("python", python_version(cfg["python"]), Raw("2>/dev/null;")),
-        *_section("user", Cmd.of("id", "-u", cfg["app_user"]), Raw(">/dev/null 2>&1 && echo yes;")),
-        *_section("dirs", *dirs_off(dir_specs(lay, cfg["app_user"], cfg["shared_dirs"]))),
+        *_section("python", python_version(cfg.python), Raw("2>/dev/null;")),
+        *_section("user", Cmd.of("id", "-u", cfg.app_user), Raw(">/dev/null 2>&1 && echo yes;")),
+        *_section("dirs", *dirs_off(dir_specs(lay, cfg.app_user, cfg.shared_dirs))),
         *_read_files(lay),
         *_section("sums", Cmd.of("sha256sum", *managed), Raw("2>/dev/null;")),
         *_section("socket", *_socket_state(unit)),
         *_section("site", *site_linked(avail, enabled), Raw("&& echo yes;")),
     ]
-    if cfg["database"]["engine"] != "postgresql":
+    if cfg.database.engine != "postgresql":
         return Cmd((*parts, Raw("true")))
     return Cmd((*parts, *_database_probe(lay, role, database)))
 

@@ -88,15 +88,15 @@ def host_facts(host: str, address: str, sections: dict[str, str]) -> HostFacts:
 
 def plan(facts: HostFacts, cfg, new_secret: Callable[[int], str] = secrets.token_urlsafe) -> Plan:
     """The steps of a server's setup, in the order they run and are reported."""
-    lay = Layout(cfg["deploy_to"])
+    lay = Layout(cfg.deploy_to)
     values = server_env(facts.address, cfg, lay)
-    if cfg["database"]["engine"] == "postgresql":
+    if cfg.database.engine == "postgresql":
         values["PGPASSWORD"] = facts.env.get("PGPASSWORD") or new_secret(24)
     env = merged_env(facts.env, values, new_secret)
-    app = cfg["app_user"]
+    app = cfg.app_user
     steps = [
         user_step(facts, app),
-        dirs_step(facts, pv.dir_specs(lay, app, cfg["shared_dirs"])),
+        dirs_step(facts, pv.dir_specs(lay, app, cfg.shared_dirs)),
         marker_step(facts.host, facts.marker, lay, cfg.name),
         database_step(facts, cfg, env),
         env_step(facts.env, env, lay, "0640", app),
@@ -111,7 +111,7 @@ def plan(facts: HostFacts, cfg, new_secret: Callable[[int], str] = secrets.token
 
 def inventory_env(cfg) -> dict:
     """The inventory's `env:` and `secrets:`, as written into every shared .env."""
-    return {k: str(v) for k, v in {**cfg["env"], **cfg["secrets"]}.items()}
+    return {k: str(v) for k, v in {**cfg.env, **cfg.secrets}.items()}
 
 
 def allowed_hosts(address: str, server_name: str) -> str:
@@ -122,21 +122,21 @@ def allowed_hosts(address: str, server_name: str) -> str:
 
 def server_env(address: str, cfg, lay: Layout) -> dict:
     """The .env values setup owns on a server (the inventory's own come last and win)."""
-    db = cfg["database"]
+    db = cfg.database
     out = {
         "DEBUG": "0",
         "MEDIA_ROOT": f"{lay.shared}/media",
-        "ALLOWED_HOSTS": allowed_hosts(address, cfg["server_name"]),
+        "ALLOWED_HOSTS": allowed_hosts(address, cfg.server_name),
     }
-    if db["engine"] == "sqlite":
+    if db.engine == "sqlite":
         out["DATABASE_URL"] = "sqlite:///" + sqlite_path(cfg)
     else:
         out.update(
             {
-                "PGHOST": db["host"],
-                "PGPORT": str(db["port"] or 5432),
-                "PGUSER": db["user"] or cfg.project["name"],
-                "PGDATABASE": db["name"],
+                "PGHOST": db.host,
+                "PGPORT": str(db.port or 5432),
+                "PGUSER": db.user or cfg.project["name"],
+                "PGDATABASE": db.name,
             }
         )
     out.update(inventory_env(cfg))
@@ -202,7 +202,7 @@ def marker_step(host: str, found: str, lay: Layout, env: str) -> Step:
 def database_step(facts: HostFacts, cfg, env: dict) -> Step:
     """PostgreSQL role and database owned by it; the password lives only in the .env. The role's
     password is set again when the .env's one does not log in."""
-    if cfg["database"]["engine"] != "postgresql":
+    if cfg.database.engine != "postgresql":
         return Step("database", False)
     can_login = facts.can_login and bool(facts.env.get("PGPASSWORD"))
     if facts.has_role and facts.has_db and can_login:

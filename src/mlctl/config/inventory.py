@@ -77,6 +77,38 @@ class EnvConfig:
     health = sections.Typed(sections.Health)
     timeouts = sections.Typed(sections.Timeouts)
     database = sections.Typed(sections.Database)
+    gunicorn = sections.Typed(sections.Gunicorn)
+    hooks = sections.Typed(sections.Hooks)
+    rolling = sections.Typed(sections.Rolling)
+    build = sections.Typed(sections.Build)
+
+    # The plain settings, one name each (schema.py says what each means; `hosts` and `color`
+    # are properties below, as they fill in a default).
+    connection = sections.Value()
+    user = sections.Value()
+    app_user = sections.Value()
+    deploy_to = sections.Value()
+    python = sections.Value()
+    keep_releases = sections.Value()
+    service = sections.Value()
+    bind = sections.Value()
+    server_name = sections.Value()
+    shared_files = sections.Value()
+    shared_dirs = sections.Value()
+    secrets = sections.Value()
+    env = sections.Value()
+    ssh_config = sections.Value()
+    known_hosts = sections.Value()
+    identity_file = sections.Value()
+    host_keys = sections.Value()
+    protected = sections.Value()
+    allowed_users = sections.Value()
+    confirm = sections.Value()
+    allow_root = sections.Value()
+    branch = sections.Value()
+    tag_deploys = sections.Value()
+    require_tests = sections.Value()
+    tls_cert = sections.Value()
 
     @property
     def local(self) -> bool:

@@ -1,8 +1,10 @@
-"""Typed, read-only views of the resolved settings' sections (EnvConfig.thresholds, .health,
-.timeouts, .database), built after validation; each field is the schema key of the same name
-(schema.py holds the defaults and the docs; tests/unit/test_validation.py keeps both in step).
+"""Typed, read-only views of the resolved settings, built after validation: a section
+(`cfg.health.timeout`, `cfg.database.engine`) is a frozen dataclass whose fields are the schema's
+keys of the same name; a plain key (`cfg.deploy_to`, `cfg.shared_dirs`) is read through `Value`.
+schema.py holds the defaults and the docs; tests/unit/test_validation.py keeps both in step and
+checks that every key of the schema has its typed name on EnvConfig.
 
-`cfg["key"]` still reads the plain resolved dict.
+`cfg["key"]` reads the plain resolved dict (the free-form maps `env` and `secrets` are read so).
 """
 
 from __future__ import annotations
@@ -81,6 +83,38 @@ class Database(_Section):
         return f"Database(engine={self.engine!r}, name={self.name!r}, host={self.host!r})"
 
 
+@dataclass(frozen=True)
+class Gunicorn(_Section):
+    """The app server's worker count and whether it loads the app before forking."""
+
+    workers: int
+    preload: bool
+
+
+@dataclass(frozen=True)
+class Hooks(_Section):
+    """The project's shell commands run in the new release at three points of a deploy."""
+
+    before_build: tuple
+    after_build: tuple
+    after_switch: tuple
+
+
+@dataclass(frozen=True)
+class Rolling(_Section):
+    """How many hosts a rolling deploy switches at once (0: all together)."""
+
+    batch: int
+
+
+@dataclass(frozen=True)
+class Build(_Section):
+    """Where the venv's wheels are built, and the gunicorn added when the project names none."""
+
+    install: str
+    server: str
+
+
 T = TypeVar("T")
 
 
@@ -99,4 +133,25 @@ class Typed(Generic[T]):
         return self.cls.of(cfg.settings[self.key])  # type: ignore[attr-defined]
 
 
-SECTIONS = {"thresholds": Thresholds, "health": Health, "timeouts": Timeouts, "database": Database}
+class Value:
+    """A plain setting on EnvConfig: `cfg.deploy_to` is the resolved `deploy_to`."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.key = name
+
+    def __get__(self, cfg, owner=None):
+        if cfg is None:
+            return self
+        return cfg.settings[self.key]
+
+
+SECTIONS = {
+    "thresholds": Thresholds,
+    "health": Health,
+    "timeouts": Timeouts,
+    "database": Database,
+    "gunicorn": Gunicorn,
+    "hooks": Hooks,
+    "rolling": Rolling,
+    "build": Build,
+}

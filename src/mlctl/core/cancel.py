@@ -116,7 +116,7 @@ def stop_remote(sess) -> list:
 
     def ended(host) -> bool:
         code = remote.source("runs")
-        cmd = Cmd.of(sess.cfg["python"], "-c", code, sess.journal.run_id, str(RUN_END_WAIT))
+        cmd = Cmd.of(sess.cfg.python, "-c", code, sess.journal.run_id, str(RUN_END_WAIT))
         r = host.run("wait for this run's processes", cmd, warn=True, timeout=RUN_END_WAIT + 30)
         if not r.ok:
             console.warn(f"{host.name}: processes of this run still running: {r.stdout.strip()}")

@@ -86,7 +86,7 @@ def gather(sess, mode: str, window: int = 300) -> dict[str, dict]:
     """{host: facts} for every host, probed in parallel over one connection each."""
     sess.refuse_root()
     cfg = sess.cfg
-    cmd = probes.facts(cfg["python"], probes.probe_config(cfg.settings, cfg.project, mode, window))
+    cmd = probes.facts(cfg.python, probes.probe_config(cfg.settings, cfg.project, mode, window))
     results = sess.each_settled(lambda h: probe_host(h, cmd, mode))
     out = {}
     for host, res in zip(sess.hosts, results, strict=True):

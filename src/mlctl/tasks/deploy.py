@@ -37,7 +37,7 @@ from mlctl.transport.selection import open_session
 def deploy_task(sel, ref=None, dry_run=False, skip_tests=False, yes=False) -> int:
     with open_session(sel, "deploy") as sess:
         cfg = sess.cfg
-        if skip_tests and cfg["protected"]:
+        if skip_tests and cfg.protected:
             raise GuardRefused(f"--skip-tests is refused on protected environment {cfg.name}")
         if not dry_run:
             guards.confirm(cfg, "deploy", yes)
@@ -68,9 +68,9 @@ def reach(sess, dry_run: bool) -> None:
 
 def local_preflight(cfg, ref: str | None, skip_tests: bool) -> source.Source:
     proj = cfg.project["source"]
-    ref = ref or cfg["branch"] or proj["ref"]
+    ref = ref or cfg.branch or proj["ref"]
     dirty = source.dirty_files(proj["repo"])
-    if dirty and (cfg["protected"] or cfg["require_tests"]):
+    if dirty and (cfg.protected or cfg.require_tests):
         raise PreflightFailed(
             f"work tree has uncommitted changes ({dirty[0]}…)", "commit or stash them first"
         )
@@ -79,7 +79,7 @@ def local_preflight(cfg, ref: str | None, skip_tests: bool) -> source.Source:
             f"uncommitted changes are not deployed ({len(dirty)} file(s)); deploying {ref}"
         )
     src = source.resolve(proj["repo"], proj["subdir"], ref)
-    if cfg["require_tests"] and not skip_tests:
+    if cfg.require_tests and not skip_tests:
         console.info(f"pytest gate on {src.commit[:12]} …")
         source.run_gate(src, cfg.project["tests"])
     return src
@@ -90,7 +90,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
 
     def __init__(self, sess, src: source.Source, dry_run: bool = False):
         self.sess, self.cfg, self.src, self.dry = sess, sess.cfg, src, dry_run
-        self.lay = Layout(self.cfg["deploy_to"])
+        self.lay = Layout(self.cfg.deploy_to)
         self.rid = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "-" + src.commit[:12]
         self.rel = self.lay.release(self.rid)
         self.locked: list = []
@@ -159,10 +159,10 @@ class Deploy(Preflight, VenvBuild, Compensation):
         upload = script(
             relcmd.write_meta(self.lay, self.meta("building")),
             relcmd.extract(self.lay, self.rid),
-            relcmd.finish_tree(self.lay, self.rid, cfg["shared_files"], cfg["shared_dirs"]),
+            relcmd.finish_tree(self.lay, self.rid, cfg.shared_files, cfg.shared_dirs),
         )
         venv = self.existing_venv(host)
-        if venv and not cfg["hooks"]["before_build"]:
+        if venv and not cfg.hooks.before_build:
             build = steps.build_command(host, self.rid, venv)
             r = host.stream("upload and build", script(upload, build), self.archive())
         else:
@@ -180,7 +180,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
     def hooks(self, host, stage: str) -> None:
         """The inventory's `hooks.<stage>` commands, run as root in the new release; a failing
         hook fails the deploy like any other step (after_switch ones trigger the rollback)."""
-        for i, hook in enumerate(self.cfg["hooks"][stage]):
+        for i, hook in enumerate(getattr(self.cfg.hooks, stage)):
             host.run(
                 f"hook {stage}[{i}]",
                 Cmd.of("sh", "-c", hook).in_dir(self.rel),
@@ -226,7 +226,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
         steps.snapshot(host, f"{self.rid}-after-migrate")
 
     def switch_all(self) -> None:
-        batch = self.cfg["rolling"]["batch"] or len(self.sess.hosts)
+        batch = self.cfg.rolling.batch or len(self.sess.hosts)
         hosts = self.sess.hosts
         for i in range(0, len(hosts), batch):
             group = hosts[i : i + batch]
@@ -250,7 +250,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
             "commit": self.src.commit,
             "outcome": "good",
         }
-        keep = self.cfg["keep_releases"]
+        keep = self.cfg.keep_releases
         r = steps.record(
             host,
             metas=[self.meta("good")],
@@ -263,7 +263,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
             console.warn(f"{host.name}: {prune.FAILED}; the deploy itself succeeded")
 
     def tag(self) -> None:
-        if not self.cfg.get("tag_deploys", True):
+        if not self.cfg.tag_deploys:
             return
         name = f"deploy/{self.cfg.name}/{self.rid}"
         if self.dry:  # a local git command, not a host's

@@ -34,10 +34,10 @@ class Preflight:
         if facts["free_bytes"] < MIN_FREE:
             free = facts["free_bytes"] // (1024 * 1024)
             raise PreflightFailed(
-                f"{host.name}: only {free} MiB free in {self.cfg['deploy_to']}",
+                f"{host.name}: only {free} MiB free in {self.cfg.deploy_to}",
                 f"free at least {MIN_FREE // (1024 * 1024)} MiB",
             )
-        if self.cfg["service"] == "pidfile":
+        if self.cfg.service == "pidfile":
             hoststeps.check_port(host)  # in a dry run, planned like every command
 
     def python_need(self) -> tuple[str, str] | None:

@@ -262,7 +262,7 @@ def status_task(sel) -> int:
     """One line per host; exit 0 when every host is reachable and healthy (or has no release)."""
     with open_session(sel, "status") as sess:
         facts = gather(sess, "status")
-    expect = sess.cfg["health"]["expect_status"]
+    expect = sess.cfg.health.expect_status
     results = [status_line(h, f, expect) for h, f in facts.items()]
     for text, _ in results:
         console.out(text)

@@ -38,11 +38,11 @@ def gather_facts(host) -> dict:
     come along and go straight into the mask: a failing step's output may show them, and the
     inventory alone does not know the generated ones."""
     cfg = host.session.cfg
-    read = factcmd.read_facts(cfg["python"], remote.source("facts"), cfg["deploy_to"], PUBLIC)
+    read = factcmd.read_facts(cfg.python, remote.source("facts"), cfg.deploy_to, PUBLIC)
     r = host.run("facts", read, warn=True)
     if r.code == 127:  # the shell found no such program
         raise PreflightFailed(
-            f"{host.name}: python {cfg['python']} not found", "install it or set `python:`"
+            f"{host.name}: python {cfg.python} not found", "install it or set `python:`"
         )
     if not r.ok:
         raise RemoteCommandFailed(host.name, "facts", r.code, _last(r.stderr))
@@ -82,7 +82,7 @@ def restart(host) -> None:
     environment's own gunicorn, and never started on a port another process holds."""
     cfg = host.session.cfg
     lay = layout(host)
-    if cfg["service"] == "pidfile":
+    if cfg.service == "pidfile":
         r = host.run("stop gunicorn", pidfile_stop(cfg, lay), warn=True)
         if r.code == PORT_HELD:
             raise DeployFailed(f"{host.name}: {_last(r.stderr)}", PORT_HINT)
@@ -95,11 +95,11 @@ def restart(host) -> None:
         start = service.pidfile_start(
             lay.current,
             f"{lay.run}/gunicorn.pid",
-            cfg["bind"],
+            cfg.bind,
             cfg.project["wsgi"],
             dev_log(lay),
-            cfg["gunicorn"]["workers"],
-            cfg["gunicorn"]["preload"],
+            cfg.gunicorn.workers,
+            cfg.gunicorn.preload,
         )
         host.run("start gunicorn", service.start_in(lay.run, start))
     else:
@@ -118,12 +118,12 @@ def pidfile_stop(cfg, lay: Layout, action: str = "stop") -> Cmd:
     """Stop this environment's dev gunicorn (never a stale pidfile's pid); then the port must be
     free (`check` only looks at the port)."""
     return service.pidfile_control(
-        cfg["python"],
+        cfg.python,
         remote.source("pidfile"),
         action,
         lay.run,
-        deploy_to=cfg["deploy_to"],
-        bind=cfg["bind"],
+        deploy_to=cfg.deploy_to,
+        bind=cfg.bind,
         log=dev_log(lay),
     )
 
@@ -133,7 +133,7 @@ def take_out_of_service(host) -> None:
     with when its first release fails."""
     cfg = host.session.cfg
     lay = layout(host)
-    if cfg["service"] == "pidfile":
+    if cfg.service == "pidfile":
         stop = pidfile_stop(cfg, lay, "halt")
     else:
         stop = service.systemd_stop(unit_name(cfg.project["name"]))
@@ -167,13 +167,13 @@ def static_of(host, release: str | None) -> str | None:
 def health_probe(cfg, release: str | None, wait: float, static: str | None = None) -> Cmd:
     plan = healthpaths.requests(cfg.settings, release, static)
     config = {**plan, "timeout": wait, "once": False}
-    return service.health_probe(cfg["python"], remote.source("health"), config)
+    return service.health_probe(cfg.python, remote.source("health"), config)
 
 
 def app_log_since(host) -> Cmd:
     """The app's own output since the restart began ($t0, or the log size $size for dev)."""
     cfg = host.session.cfg
-    if cfg["service"] == "pidfile":
+    if cfg.service == "pidfile":
         start = host.facts.get("log_offset", 0) + 1
         return service.dev_log_since(dev_log(layout(host)), start)
     return service.unit_log_since_start(unit_name(cfg.project["name"]))
@@ -182,7 +182,7 @@ def app_log_since(host) -> Cmd:
 def health(host, release: str | None, timeout: float | None = None) -> None:
     """Wait until the app serves `release` and every health path answers as expected."""
     cfg = host.session.cfg
-    wait = timeout if timeout is not None else cfg["timeouts"]["health"]
+    wait = timeout if timeout is not None else cfg.timeouts.health
     probe = health_probe(cfg, release, wait, static_of(host, release))
     cmd = service.probe_or_explain(probe, app_log_since(host))
     r = host.run("health check", cmd, timeout=wait + 15, warn=True)
@@ -222,7 +222,7 @@ def replay(host, release: str, request: dict) -> tuple[str, str]:
     code = remote.source("replay")
     args = (cfg.project["settings_module"], request["path"], request.get("host", ""))
     cmd = relcmd.python_in(layout(host).release(release), code, *args)
-    user = None if host.local else cfg["app_user"]
+    user = None if host.local else cfg.app_user
     try:
         r = host.run("replay request", cmd, root=False, user=user, timeout=120, warn=True)
     except MlctlError:
@@ -240,16 +240,16 @@ def serve(host, release: str, step: str = "switch and restart") -> None:
     Under systemd that is one round trip; a failing health probe raises its own error."""
     cfg = host.session.cfg
     lay = layout(host)
-    if cfg["service"] == "pidfile":
+    if cfg.service == "pidfile":
         host.run(step, relcmd.switch(lay, release))
         restart(host)
         health(host, release)
         return
-    wait = cfg["timeouts"]["health"]
+    wait = cfg.timeouts.health
     probe = health_probe(cfg, release, wait, static_of(host, release))
     unit = unit_name(cfg.project["name"])
     cmd = service.switch_restart_and_probe(relcmd.switch(lay, release), unit, probe)
-    r = host.run(step, cmd, timeout=cfg["timeouts"]["command"] + wait, warn=True)
+    r = host.run(step, cmd, timeout=cfg.timeouts.command + wait, warn=True)
     if r.code == UNHEALTHY:
         raise unhealthy(host, wait, r.stderr, UNHEALTHY, release, r.stdout)
     if not r.ok:
@@ -265,18 +265,18 @@ def snapshot(host, target: str) -> str | None:
     """Dump and verify the database; None when there is nothing to keep (no SQLite file yet)."""
     cfg = host.session.cfg
     lay = layout(host)
-    if cfg["database"]["engine"] == "sqlite":
+    if cfg.database.engine == "sqlite":
         if not host.run("database file", factcmd.nonempty(sqlite_path(cfg)), warn=True).ok:
             console.step(host.name, "no database file yet; snapshot skipped")
             return None
-    path = f"{lay.backups}/{target}.{dbcmd.EXTENSIONS[cfg['database']['engine']]}"
+    path = f"{lay.backups}/{target}.{dbcmd.EXTENSIONS[cfg.database.engine]}"
     dump = dbcmd.snapshot(
-        cfg["database"]["engine"],
+        cfg.database.engine,
         lay.env_file,
         path,
         sqlite_path(cfg),
-        cfg["python"],
-        cfg["database"]["dump_options"],
+        cfg.python,
+        cfg.database.dump_options,
     )
     host.run(f"snapshot {target}", factcmd.in_new_dir(lay.backups, dump))
     return path
@@ -287,16 +287,14 @@ def restore(host, path: str) -> None:
     lay = layout(host)
     host.run(
         "restore snapshot",
-        dbcmd.restore(
-            cfg["database"]["engine"], lay.env_file, path, sqlite_path(cfg), cfg["python"]
-        ),
+        dbcmd.restore(cfg.database.engine, lay.env_file, path, sqlite_path(cfg), cfg.python),
     )
 
 
 def db_hosts(sess) -> list:
     """Hosts whose database migrate/snapshot act on: one shared server, or each host's own."""
-    db = sess.cfg["database"]
-    per_host = db["engine"] == "sqlite" or db["host"] in ("", "localhost", "127.0.0.1", "::1")
+    db = sess.cfg.database
+    per_host = db.engine == "sqlite" or db.host in ("", "localhost", "127.0.0.1", "::1")
     return list(sess.hosts) if per_host else sess.hosts[:1]
 
 
@@ -306,7 +304,7 @@ def build_command(host, rid: str, venv: str) -> Cmd:
     cfg = host.session.cfg
     lay = layout(host)
     project = cfg.project
-    user = "" if host.local else cfg["app_user"]
+    user = "" if host.local else cfg.app_user
     code = remote.source("build")
     return relcmd.build_release(
         lay, rid, venv, code, project["settings_module"], project["wsgi"], user
@@ -331,7 +329,7 @@ def migration_info(host, rel: str, *args: str):
     """Ask a release's own code about migrations (leaves, pending, backwards plan)."""
     settings = host.session.cfg.project["settings_module"]
     cmd = relcmd.python_in(rel, remote.source("migrations"), settings, *args)
-    r = host.run(f"migrations {args[0]}", cmd, root=False, user=host.session.cfg["app_user"])
+    r = host.run(f"migrations {args[0]}", cmd, root=False, user=host.session.cfg.app_user)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -340,5 +338,5 @@ def migrate(host, rel: str, *targets: str) -> None:
         "migrate",
         relcmd.manage(rel, "migrate", "--noinput", *targets),
         root=False,
-        user=host.session.cfg["app_user"],
+        user=host.session.cfg.app_user,
     )

@@ -68,7 +68,7 @@ def migrate_task(sel, yes=False) -> int:
             current = hoststeps.gather_facts(h)["current"]
             if not current:
                 raise UsageError(f"{h.name}: no release deployed yet")
-            rel = Layout(sess.cfg["deploy_to"]).release(current)
+            rel = Layout(sess.cfg.deploy_to).release(current)
             pending = hoststeps.migration_info(h, rel, "pending")
             if not pending:
                 console.step(h.name, "no migration pending")
@@ -107,7 +107,7 @@ def restore_task(sel, snapshot=None, yes=False) -> int:
         raise UsageError("name a snapshot file from backups/db (see `mlctl ENV releases`)")
     sess = _connected(sel, "restore", yes, guarded=True)
     try:
-        path = f"{Layout(sess.cfg['deploy_to']).backups}/{snapshot}"
+        path = f"{Layout(sess.cfg.deploy_to).backups}/{snapshot}"
         sess.each(lambda h: hoststeps.restore(h, path), hoststeps.db_hosts(sess))
         console.done(f"restored {snapshot}")
     finally:
@@ -157,15 +157,15 @@ def release_rows(facts: dict) -> list[dict]:
 
 
 def _lock_limits(sess) -> tuple[float, float]:
-    t = sess.cfg["timeouts"]
-    return t["lock_stale"], t["lock_lease"]
+    t = sess.cfg.timeouts
+    return t.lock_stale, t.lock_lease
 
 
 def lock_task(sel) -> int:
     sess = _connected(sel, "lock")
     try:
         for h in sess.hosts:
-            text = h.run("read lock", lockcmd.read(Layout(sess.cfg["deploy_to"]))).stdout
+            text = h.run("read lock", lockcmd.read(Layout(sess.cfg.deploy_to))).stdout
             holder = locking.parse_holder(text)
             if not holder:
                 console.out(f"{h.name}: free")
@@ -182,7 +182,7 @@ def lock_task(sel) -> int:
 
 def unlock_task(sel, force=False, yes=False) -> int:
     sess = _connected(sel, "unlock", yes, guarded=force)
-    lay = Layout(sess.cfg["deploy_to"])
+    lay = Layout(sess.cfg.deploy_to)
     try:
         for h in sess.hosts:
             holder = locking.parse_holder(h.run("read lock", lockcmd.read(lay)).stdout)

@@ -74,7 +74,7 @@ def choose_target(sess, to: str | None) -> str:
 def run(sess, target: str, db: str, locked: list) -> None:
     """Database first (per policy), then per host two round trips: switch, restart and health;
     metadata, history and unlock."""
-    lay = Layout(sess.cfg["deploy_to"])
+    lay = Layout(sess.cfg.deploy_to)
     leaving = {h.name: h.facts["current"] for h in sess.hosts}
     if db != "code-only":
         for h in hoststeps.db_hosts(sess):
@@ -151,7 +151,7 @@ def database(host, lay: Layout, leaving: str | None, target: str, policy: str) -
 def restore_snapshot(host, lay: Layout, leaving: str) -> None:
     from mlctl.commands.db import EXTENSIONS
 
-    ext = EXTENSIONS[host.session.cfg["database"]["engine"]]
+    ext = EXTENSIONS[host.session.cfg.database.engine]
     path = f"{lay.backups}/{leaving}-before-migrate.{ext}"
     exists = host.run("snapshot exists", nonempty(path), warn=True).ok
     if not exists:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from mlctl.commands import provision as pv
 from mlctl.commands import provision_plan as planner
 from mlctl.commands.provision_plan import inventory_env
-from mlctl.config import pyversion
+from mlctl.config import pyversion, sections
 from mlctl.config.layout import Layout, sqlite_path
 from mlctl.core import console
 from mlctl.core.errors import PreflightFailed, RemoteCommandFailed
@@ -56,8 +56,8 @@ def prepare_local(sess, verbose: bool = False) -> None:
     """Directories and the .env of a local environment (pidfile service; SQLite, or a
     PostgreSQL server of the user's, which must answer before anything else is done)."""
     host = sess.hosts[0]
-    lay = Layout(sess.cfg["deploy_to"])
-    host.run("directories", pv.local_dirs(lay, sess.cfg["shared_dirs"]))
+    lay = Layout(sess.cfg.deploy_to)
+    host.run("directories", pv.local_dirs(lay, sess.cfg.shared_dirs))
     found = pv.parse_survey(host.run("setup facts", pv.local_survey(lay)).stdout)
     old = pv.parse_env(found.get("env", ""))
     sess.add_secrets([old.get("SECRET_KEY"), old.get("PGPASSWORD")])
@@ -69,7 +69,7 @@ def prepare_local(sess, verbose: bool = False) -> None:
     ]
     for step in steps:
         run_actions(host, step)
-    if sess.cfg["database"]["engine"] == "postgresql":
+    if sess.cfg.database.engine == "postgresql":
         require_local_postgres(host, lay)
     if verbose:
         report(host, "local directories and .env", any(s.changed for s in steps))
@@ -81,18 +81,18 @@ def local_env(cfg, lay: Layout) -> dict:
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "MEDIA_ROOT": f"{lay.shared}/media",
     }
-    if cfg["database"]["engine"] == "postgresql":
-        out.update(local_postgres_env(cfg["database"], cfg.project["name"]))
+    if cfg.database.engine == "postgresql":
+        out.update(local_postgres_env(cfg.database, cfg.project["name"]))
     else:
         out["DATABASE_URL"] = "sqlite:///" + sqlite_path(cfg)
     return {**out, **inventory_env(cfg)}
 
 
-def local_postgres_env(db: dict, project: str) -> dict:
+def local_postgres_env(db: sections.Database, project: str) -> dict:
     """PG* variables for the user's own server (the snapshots' pg_dump reads them; the .env's
     DATABASE_URL is made from them): `database.url`, else its host/port/name/user/password."""
-    if db["url"]:
-        parts = urlsplit(db["url"])
+    if db.url:
+        parts = urlsplit(db.url)
         return {
             "PGHOST": urlunquote(parts.hostname or "localhost"),
             "PGPORT": str(parts.port or 5432),
@@ -101,11 +101,11 @@ def local_postgres_env(db: dict, project: str) -> dict:
             "PGPASSWORD": urlunquote(parts.password or ""),
         }
     return {
-        "PGHOST": db["host"] or "localhost",
-        "PGPORT": str(db["port"] or 5432),
-        "PGUSER": db["user"] or project,
-        "PGDATABASE": db["name"],
-        "PGPASSWORD": db["password"],
+        "PGHOST": db.host or "localhost",
+        "PGPORT": str(db.port or 5432),
+        "PGUSER": db.user or project,
+        "PGDATABASE": db.name,
+        "PGPASSWORD": db.password,
     }
 
 
@@ -131,7 +131,7 @@ def survey(host) -> planner.Plan:
     """The host's facts in one round trip, checked (tools, Python) and planned; nothing changes."""
     cfg = host.session.cfg
     address = parse_host(host.name)[1]
-    values = planner.server_env(address, cfg, Layout(cfg["deploy_to"]))
+    values = planner.server_env(address, cfg, Layout(cfg.deploy_to))
     read = pv.survey(cfg, values.get("PGUSER", ""), values.get("PGDATABASE", ""))
     r = host.run("setup facts", read, warn=True)
     sections = pv.parse_survey(r.stdout)

@@ -15,7 +15,7 @@ class VenvBuild:
 
     def install_set(self):
         iset = self.src.install_set(self.cfg.project["requirements"])
-        return installset.with_server(iset, self.cfg["build"]["server"])
+        return installset.with_server(iset, self.cfg.build.server)
 
     def venv_hash(self, host) -> str:
         facts = host.facts
@@ -38,7 +38,7 @@ class VenvBuild:
         # The install set goes up with the wheels (or alone, when the host resolves them):
         # pip installs that copy, includes and generated lock exports alike.
         wh = self.lay.wheelhouse(req_hash)
-        offline = self.cfg["build"]["install"] == "local"
+        offline = self.cfg.build.install == "local"
         payload = iset.tarball()
         if offline and not self.dry:  # wheels are built here; a dry run only shows the upload
             local = wheelhouse.build(
@@ -51,7 +51,7 @@ class VenvBuild:
         requirements = f"{wh}/{iset.top}"
         server = f"{wh}/{iset.extra}" if iset.extra else None
         cmd = relcmd.build_venv(
-            self.cfg["python"], venv, find_links, requirements, self.rid, server, iset.complete
+            self.cfg.python, venv, find_links, requirements, self.rid, server, iset.complete
         )
         r = host.run("build venv", cmd, warn=True)
         if not r.ok:  # pip's last line is a "note:"; say which package and why instead

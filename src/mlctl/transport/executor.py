@@ -76,7 +76,7 @@ class Host:
     def execute(self, step, cmd: Cmd, root, user, timeout, warn, data: bytes | None) -> Result:
         """The one executor: render, run (or plan), record, map the ending to an error."""
         sess = self.session
-        timeout = timeout or sess.cfg["timeouts"]["command"]
+        timeout = timeout or sess.cfg.timeouts.command
         wrapped = self.wrapped(cmd, root, user, timeout)
         shown = wrapped.display(sess.secrets)
         extra = {} if data is None else {"bytes": len(data)}
@@ -127,7 +127,7 @@ class Host:
         """`cmd` as it runs: under sudo unless local, and under the watcher, tagged with this
         run's id and the step's number (how a cancelled run's processes are found)."""
         sess = self.session
-        watch = Watch(sess.cfg["python"], f"{sess.journal.run_id}.{self.commands}")
+        watch = Watch(sess.cfg.python, f"{sess.journal.run_id}.{self.commands}")
         return wrap(
             cmd,
             as_root=root and not self.local,

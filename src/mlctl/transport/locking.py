@@ -44,8 +44,8 @@ def lock(host, action: str, release: str = "") -> None:
     lay = Layout.of(host.session.cfg)
     record = holder_record(host, action, release)
     data = (json.dumps(record) + "\n").encode()
-    timeouts = host.session.cfg["timeouts"]
-    deadline = time.monotonic() + timeouts["lock_wait"]
+    timeouts = host.session.cfg.timeouts
+    deadline = time.monotonic() + timeouts.lock_wait
     took_over = False
     while True:
         r = _try_lock(host, lay, data)
@@ -57,7 +57,7 @@ def lock(host, action: str, release: str = "") -> None:
         if lock_age is None or (not holder and lock_age < NEW_LOCK):
             time.sleep(0.2)  # released meanwhile, or its holder is still writing its record
             continue
-        stale = stale_reason(holder, timeouts["lock_stale"], timeouts["lock_lease"])
+        stale = stale_reason(holder, timeouts.lock_stale, timeouts.lock_lease)
         if stale and not took_over:
             _take_over(host, lay, holder, stale)
             took_over = True
@@ -65,7 +65,7 @@ def lock(host, action: str, release: str = "") -> None:
         if not stale and time.monotonic() < deadline:
             time.sleep(1)  # a live holder: wait for it, as long as lock_wait allows
             continue
-        waited = f" after waiting {timeouts['lock_wait']:g}s" if timeouts["lock_wait"] else ""
+        waited = f" after waiting {timeouts.lock_wait:g}s" if timeouts.lock_wait else ""
         raise LockHeld(
             f"{host.name}: deploy lock held by {describe_holder(holder)}{waited}",
             "wait for it to finish (--lock-wait SECONDS, timeouts.lock_wait), or "
@@ -208,7 +208,7 @@ class Heartbeat:
         self.sess = sess
         self.hosts: list = []
         self.stopped = threading.Event()
-        lease = sess.cfg["timeouts"]["lock_lease"]
+        lease = sess.cfg.timeouts.lock_lease
         self.every = min(15.0, max(1.0, lease / 4))
         self.thread = threading.Thread(target=self._beat, name="mlctl-heartbeat", daemon=True)
 

@@ -145,7 +145,7 @@ class Session:
 
     def _reopen(self, host: Host) -> None:
         """A new connection to `host`, retried until timeouts.connect."""
-        deadline = time.monotonic() + self.cfg["timeouts"]["connect"]
+        deadline = time.monotonic() + self.cfg.timeouts.connect
         while True:
             try:
                 host.c = open_connection(host.name, self.cfg.settings)
