@@ -9,7 +9,7 @@ import pytest
 from mlctl.config import inventory
 from mlctl.core import console
 from mlctl.core.errors import RemoteCommandFailed
-from mlctl.core.shell import MASK, Cmd, Secret
+from mlctl.core.shell import MASK, Cmd
 from mlctl.transport.journal import Journal
 from mlctl.transport.session import Session
 from tests.unit.conftest import BASE
@@ -61,7 +61,7 @@ def test_config_yaml_masks_secrets_from_variables(mlctl, write_inventory):
 
 def test_journal_masks_and_has_every_field(tmp_path):
     j = Journal("live", "deploy", secrets=[SENTINEL], log_dir=str(tmp_path))
-    cmd = Cmd.of("curl", "-H", Secret(f"Authorization: {SENTINEL}"), "https://example.invalid")
+    cmd = Cmd.of("curl", "-H", f"Authorization: {SENTINEL}", "https://example.invalid")
     rec = j.record(
         "web1",
         "probe",
@@ -88,7 +88,7 @@ def test_journal_masks_and_has_every_field(tmp_path):
         "duration_ms",
         "outcome",
     }
-    assert line["command"] == f"curl -H {MASK} https://example.invalid"
+    assert line["command"] == f"curl -H 'Authorization: {MASK}' https://example.invalid"
     assert line["detail"] == f"echoed {MASK} back"
 
 
@@ -103,7 +103,7 @@ def local_session(write_inventory, tmp_path):
 
 def test_failed_step_output_is_masked_in_error_console_and_log(local_session, tmp_path, capsys):
     host = local_session.hosts[0]
-    leak = Cmd.of("sh", "-c", 'echo "token $0" >&2; exit 3', Secret(SENTINEL))
+    leak = Cmd.of("sh", "-c", 'echo "token $0" >&2; exit 3', SENTINEL)
     with pytest.raises(RemoteCommandFailed) as e:
         host.run("leaky step", leak)
     assert str(e.value) == f"localhost: step 'leaky step' failed (exit 3): token {MASK}"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from mlctl.core.shell import WATCHER, Cmd, Secret, Watch, quote, wrap
+from mlctl.core.shell import WATCHER, Cmd, Watch, quote, wrap
 
 PY = sys.executable
 W = Watch(PY, "run1.7")
@@ -27,8 +27,8 @@ def test_watched_command_strings():
     assert wrap(c, watch=W).display() == (
         f"{PY} -I -S -c <mlctl-watch> 0 run1.7 sh -c 'echo '\"'\"'a b'\"'\"''"
     )
-    secret = wrap(Cmd.of("echo", Secret("hunter22")), timeout=5, watch=W)
-    assert "hunter22" not in secret.display() and "hunter22" in secret.render()
+    secret = wrap(Cmd.of("echo", "hunter22"), timeout=5, watch=W)
+    assert "hunter22" not in secret.display(["hunter22"]) and "hunter22" in secret.render()
     assert '"""' not in WATCHER  # the docstring is not sent with every command
 
 

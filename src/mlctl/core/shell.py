@@ -16,15 +16,6 @@ MASK = "********"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class Secret(str):
-    """A string whose value must never be shown; `Cmd.display()` masks it."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "Secret('" + MASK + "')"
-
-
 def quote(word) -> str:
     return shlex.quote(str(word))
 
@@ -45,19 +36,6 @@ class Cmd:
     def display(self, extra_secrets: Iterable[str] = ()) -> str:
         text = " ".join(_render(p, masked=True) for p in self.parts)
         return mask(text, extra_secrets)
-
-    def secrets(self) -> list[str]:
-        found = []
-        for p in self.parts:
-            if isinstance(p, _Quoted):
-                p = p.cmd
-            if isinstance(p, Assign):
-                p = p.value
-            if isinstance(p, Cmd):
-                found += p.secrets()
-            elif isinstance(p, Secret):
-                found.append(str(p))
-        return found
 
     def __str__(self) -> str:
         return self.display()
@@ -138,7 +116,7 @@ def script(*cmds: Cmd) -> Cmd:
 
 
 def _word(value):
-    if isinstance(value, Cmd | Secret | Raw | Assign | _Op | _Quoted):
+    if isinstance(value, Cmd | Raw | Assign | _Op | _Quoted):
         return value
     return str(value)
 
@@ -160,11 +138,7 @@ def _render(part, masked: bool) -> str:
     if isinstance(part, _Op | Raw):
         return str(part)
     if isinstance(part, Assign):
-        if masked and isinstance(part.value, Secret):
-            return part.name + "=" + MASK
         return part.name + "=" + quote(part.value)
-    if isinstance(part, Secret):
-        return MASK if masked else quote(part)
     return quote(part)
 
 
