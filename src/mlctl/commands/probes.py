@@ -3,8 +3,8 @@
 Every fact about a host is gathered by ONE remote command: remote/probe.py, a fixed Python program
 run by the host's python3 (as root on servers, so it can read unit states, `nginx -t`, .env modes
 and switch to the app user for the Django probe), configured by one JSON argument. It prints one
-JSON document; mlctl judges the facts locally (checks.py, diag.py, monitor.py), where the rules are
-unit-tested without a server.
+JSON document; mlctl judges the facts locally (tasks/judges.py, diag.py, monitor.py), where the
+rules are unit-tested without a server.
 """
 
 from __future__ import annotations

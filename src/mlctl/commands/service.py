@@ -110,7 +110,7 @@ def pidfile_start(
     )
 
 
-# ---------------------------------------------------------------- built for steps.py
+# ---------------------------------------------------------------- built for tasks/hoststeps.py
 
 
 def reset_and_restart(unit: str) -> Cmd:

@@ -3,7 +3,7 @@
 # hostfiles, envfile, logtime, probe_base, probe_system, probe_app). argv: CONFIG_JSON.
 # Run as root on servers, so it can read unit states, `nginx -t`, the .env's mode and switch to
 # the app user for the Django probe. Prints {"section": {...facts, "ms": duration}, ...}, with
-# every secret value of the shared .env masked; mlctl judges the facts locally (checks.py).
+# every secret value of the shared .env masked; mlctl judges the facts locally (tasks/judges.py).
 import concurrent.futures
 import json
 import os
