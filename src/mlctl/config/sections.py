@@ -130,7 +130,11 @@ class Typed(Generic[T]):
     def __get__(self, cfg, owner=None) -> T:
         if cfg is None:
             return self  # type: ignore[return-value]  # looked up on the class
-        return self.cls.of(cfg.settings[self.key])  # type: ignore[attr-defined]
+        # Built once per EnvConfig (its settings never change once resolved): the instance's
+        # own attribute then shadows this descriptor, so a step reads it without rebuilding.
+        section = self.cls.of(cfg.settings[self.key])  # type: ignore[attr-defined]
+        cfg.__dict__[self.key] = section
+        return section
 
 
 class Value:

@@ -23,9 +23,7 @@ from mlctl.core.errors import (
 )
 from mlctl.core.shell import Cmd, script
 from mlctl.project import source
-from mlctl.tasks import guards
-from mlctl.tasks import hoststeps as steps
-from mlctl.tasks import prune, setup_hosts
+from mlctl.tasks import guards, hoststeps, prune, setup_hosts
 from mlctl.tasks.compensation import Compensation, migration_failed
 from mlctl.tasks.deploy_checks import Preflight
 from mlctl.tasks.venvbuild import VenvBuild
@@ -63,7 +61,7 @@ def reach(sess, dry_run: bool) -> None:
     sess.connect()
     if sess.cfg.local and not dry_run:
         setup_hosts.prepare_local(sess)
-    sess.each(steps.gather_facts)
+    sess.each(hoststeps.gather_facts)
 
 
 def local_preflight(cfg, ref: str | None, skip_tests: bool) -> source.Source:
@@ -147,7 +145,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
                 if rid in facts.get("releases", []):
                     console.step(host.name, f"removing partial release {rid}", "yellow")
                 marked = {**meta, "id": rid, "status": "partial", "removed": True}
-                steps.record(host, metas=[marked], then=[relcmd.remove_release(self.lay, rid)])
+                hoststeps.record(host, metas=[marked], then=[relcmd.remove_release(self.lay, rid)])
 
     def build(self, host) -> None:
         """One round trip when the venv exists and no before_build hook runs: metadata
@@ -163,14 +161,14 @@ class Deploy(Preflight, VenvBuild, Compensation):
         )
         venv = self.existing_venv(host)
         if venv and not cfg.hooks.before_build:
-            build = steps.build_command(host, self.rid, venv)
+            build = hoststeps.build_command(host, self.rid, venv)
             r = host.stream("upload and build", script(upload, build), self.archive())
         else:
             host.stream("upload", upload, self.archive())
             self.hooks(host, "before_build")
             venv = venv or self.build_venv(host)
-            r = host.run("build release", steps.build_command(host, self.rid, venv))
-        built = steps.parse_build(r.stdout)
+            r = host.run("build release", hoststeps.build_command(host, self.rid, venv))
+        built = hoststeps.parse_build(r.stdout)
         host.facts["pending"] = built["pending"]
         self.leaves = built["leaves"]
         self.static = built.get("static")
@@ -189,7 +187,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
     def migrate(self) -> None:
         """Snapshot, migrate, snapshot on each database host with migrations pending. A dry run
         cannot know them (the release is not built): it shows the steps run when there are."""
-        for host in steps.db_hosts(self.sess):
+        for host in hoststeps.db_hosts(self.sess):
             names = host.facts["pending"]
             if self.dry:
                 console.out(f"[{host.name}] when migrations are pending:")
@@ -202,10 +200,10 @@ class Deploy(Preflight, VenvBuild, Compensation):
             self.migrate_one(host)
 
     def migrate_one(self, host) -> None:
-        self.snapshots[host.name] = steps.snapshot(host, f"{self.rid}-before-migrate")
+        self.snapshots[host.name] = hoststeps.snapshot(host, f"{self.rid}-before-migrate")
         try:
             self.migrated.append(host)
-            steps.migrate(host, self.rel)
+            hoststeps.migrate(host, self.rel)
         except ConnectError as e:
             # The migration may still be running on the host: restoring the snapshot under
             # it (or reversing it) could corrupt the database. Stop; an operator decides.
@@ -220,10 +218,10 @@ class Deploy(Preflight, VenvBuild, Compensation):
             snap = self.snapshots[host.name]
             if snap:
                 console.warn(f"{host.name}: migration failed; restoring {snap}")
-                steps.restore(host, snap)
+                hoststeps.restore(host, snap)
             self.migrated.remove(host)
             raise DeployFailed(migration_failed(host.name, bool(snap), e.message)) from None
-        steps.snapshot(host, f"{self.rid}-after-migrate")
+        hoststeps.snapshot(host, f"{self.rid}-after-migrate")
 
     def switch_all(self) -> None:
         batch = self.cfg.rolling.batch or len(self.sess.hosts)
@@ -236,7 +234,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
         # Counted as switched before the command: if the connection drops during it, the link
         # may have moved, and putting it back (idempotent) is always right.
         self.switched.append(host)
-        steps.serve(host, self.rid)
+        hoststeps.serve(host, self.rid)
         self.hooks(host, "after_switch")
         if not self.dry:
             console.step(host.name, f"serving {self.rid}", "green")
@@ -251,7 +249,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
             "outcome": "good",
         }
         keep = self.cfg.keep_releases
-        r = steps.record(
+        r = hoststeps.record(
             host,
             metas=[self.meta("good")],
             event=event,

@@ -22,17 +22,16 @@ def confirm(
     environ=None,
 ) -> None:
     """Return when `action` may go ahead on `cfg`; raise GuardRefused with the reason otherwise."""
-    s = cfg.settings
-    if not s["protected"] or action not in GUARDED:
+    if not cfg.protected or action not in GUARDED:
         return
     environ = os.environ if environ is None else environ
     user = local_user()
-    if s["allowed_users"] and user not in s["allowed_users"]:
+    if cfg.allowed_users and user not in cfg.allowed_users:
         raise GuardRefused(
             f"user {user!r} may not {action} {cfg.name} "
-            f"(allowed: {', '.join(s['allowed_users'])})"
+            f"(allowed: {', '.join(cfg.allowed_users)})"
         )
-    if s["confirm"] == "none":
+    if cfg.confirm == "none":
         return
     interactive = sys.stdin.isatty() if interactive is None else interactive
     if not interactive:
