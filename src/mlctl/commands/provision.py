@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.resources import files
 
+from mlctl.commands import sites
+from mlctl.commands import tls as tlscmd
 from mlctl.commands.db import load_env
 from mlctl.config.layout import Layout, unit_name
 from mlctl.core.shell import Cmd, Raw, script
@@ -18,7 +20,7 @@ from mlctl.remote import envfile
 
 FACT = "@@mlctl-fact"  # the line that starts one section of the survey's output
 VERSION_TAG = "mlctl-python-version"
-DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+DEFAULT_SITE = sites.NGINX_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ def template_values(cfg) -> dict:
         "wsgi": cfg.project["wsgi"],
         "settings_module": cfg.project["settings_module"],
         "server_name": cfg.server_name,
+        "app_server_extra": "",
     }
 
 
@@ -81,13 +84,48 @@ def unit_files(cfg) -> dict[str, str]:
     }
 
 
-def site_paths(project: str) -> tuple[str, str]:
-    """(sites-available file, sites-enabled link) of the project's nginx site."""
-    return f"/etc/nginx/sites-available/{project}", f"/etc/nginx/sites-enabled/{project}"
+site_paths = sites.site_paths
 
 
-def site_file(cfg) -> dict[str, str]:
-    return {site_paths(cfg.project["name"])[0]: render("nginx.conf", **template_values(cfg))}
+def site_file(cfg, cert_ready: bool = True) -> dict[str, str]:
+    """The project's nginx site. With `tls: acme` before its first certificate (`cert_ready`
+    false) only port 80 is served, for the challenge: a 443 block without a certificate would
+    fail `nginx -t`."""
+    avail = site_paths(cfg.project["name"])[0]
+    if cfg.tls.on and not cert_ready:
+        return {
+            avail: "# Managed by mlctl (setup): waiting for the first certificate.\n"
+            + render("nginx_redirect.conf", **site_pieces(cfg))
+        }
+    v = template_values(cfg)
+    return {avail: render("nginx.conf", **{**v, **server_blocks(cfg, v)})}
+
+
+def site_pieces(cfg) -> dict:
+    return {"server_name": cfg.server_name, "webroot": tlscmd.webroot(cfg.project["name"])}
+
+
+def server_blocks(cfg, v: dict) -> dict:
+    """The app server's `listen` lines and TLS settings, and the port-80 redirect with TLS."""
+    if not cfg.tls.on:
+        default = " default_server" if sites.catch_all(cfg.server_name) else ""
+        return {"listen": f"    listen 80{default};", "tls": "", "redirect_server": ""}
+    paths = tlscmd.cert_paths(v["project"], cfg.tls)
+    hsts = ""
+    if cfg.tls.hsts:
+        hsts = f'    add_header Strict-Transport-Security "max-age={cfg.tls.hsts}" always;'
+    return {
+        "listen": "    listen 443 ssl http2;",
+        "tls": render("nginx_tls.conf", cert=paths.cert, key=paths.key, hsts=hsts),
+        "redirect_server": "\n" + render("nginx_redirect.conf", **site_pieces(cfg)),
+    }
+
+
+def default_site() -> dict[str, str]:
+    """mlctl's neutral default site (commands/sites.py), path -> content."""
+    return {
+        sites.DEFAULT_AVAIL: files("mlctl").joinpath("templates", "nginx_default.conf").read_text()
+    }
 
 
 # ---------------------------------------------------------------- the survey
@@ -110,7 +148,7 @@ def survey(cfg, role: str, database: str) -> Cmd:
     lay = Layout(cfg.deploy_to)
     unit = unit_name(cfg.project["name"])
     avail, enabled = site_paths(cfg.project["name"])
-    managed = [*unit_files(cfg), avail]
+    managed = [*unit_files(cfg), avail, sites.DEFAULT_AVAIL, *tlscmd.host_files(cfg)]
     parts = [
         *_section("tools", Raw("for t in"), Cmd.of(*required_tools(cfg))),
         Raw('; do command -v "$t" >/dev/null || echo "$t"; done;'),
@@ -121,6 +159,9 @@ def survey(cfg, role: str, database: str) -> Cmd:
         *_section("sums", Cmd.of("sha256sum", *managed), Raw("2>/dev/null;")),
         *_section("socket", *_socket_state(unit)),
         *_section("site", *site_linked(avail, enabled), Raw("&& echo yes;")),
+        *_section("sites", *sites.survey_sites(cfg.project["name"])),
+        *_section("default", *sites.default_state()),
+        *_section("cert", *tlscmd.cert_state(cfg)),
     ]
     if cfg.database.engine != "postgresql":
         return Cmd((*parts, Raw("true")))

@@ -115,6 +115,23 @@ class Build(_Section):
     server: str
 
 
+@dataclass(frozen=True)
+class Tls(_Section):
+    """How nginx serves the site: plain HTTP, the operator's certificate, or certbot's (ACME)."""
+
+    mode: str
+    cert: str
+    key: str
+    email: str
+    directory: str
+    ca_file: str
+    hsts: int
+
+    @property
+    def on(self) -> bool:
+        return self.mode != "off"
+
+
 T = TypeVar("T")
 
 
@@ -158,4 +175,5 @@ SECTIONS = {
     "hooks": Hooks,
     "rolling": Rolling,
     "build": Build,
+    "tls": Tls,
 }
