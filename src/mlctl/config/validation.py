@@ -271,18 +271,17 @@ def _check_tls(inv, s: dict, sources: dict, local: bool) -> None:
     names = s["server_name"].split()
     if not names or any(n == "_" or "*" in n for n in names):
         raise InventoryError(
-            f"{origin(inv, sources, 'server_name')}: tls {t['mode']} needs the site's names "
+            f"{where}: tls {t['mode']} needs server_name to list the site's names "
             f"(got {s['server_name']!r}; no _ or wildcards)"
         )
     if t["hsts"] < 0:
         raise InventoryError(f"{origin(inv, sources, 'tls.hsts')}: must not be negative")
-    keys = ("cert", "key") if t["mode"] == "files" else ()
-    for key in (*keys, "ca_file"):
-        if (t[key] or key != "ca_file") and not Path(t[key] or "").is_file():
-            raise InventoryError(
-                f"{origin(inv, sources, 'tls.' + key)}: "
-                + (f"{t[key]}: no such file" if t[key] else f"tls {t['mode']} needs a file here")
-            )
+    for key in ("cert", "key") if t["mode"] == "files" else ():
+        if not t[key]:
+            raise InventoryError(f"{where}: tls files needs tls.{key} (a PEM file on this machine)")
+    for key in ("cert", "key", "ca_file"):
+        if t[key] and not Path(t[key]).is_file():
+            raise InventoryError(f"{origin(inv, sources, 'tls.' + key)}: {t[key]}: no such file")
 
 
 def _check_lock_times(inv, t: dict, sources: dict) -> None:
