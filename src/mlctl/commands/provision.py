@@ -139,6 +139,8 @@ def required_tools(cfg) -> list[str]:
     tools = ["nginx", "systemctl", cfg.python]
     if cfg.database.engine == "postgresql":
         tools += ["psql", "pg_dump", "pg_restore"]
+    if cfg.tls.mode == "acme":
+        tools.append("certbot")
     return tools
 
 

@@ -174,7 +174,7 @@ def require_tools(host, sections: dict[str, str]) -> None:
     if missing:
         raise PreflightFailed(
             f"{host.name}: missing {', '.join(missing)}",
-            "install them (e.g. apt-get install nginx postgresql python3-venv)",
+            "install them (e.g. apt-get install nginx postgresql python3-venv certbot)",
         )
     tagged = [ln.split() for ln in sections.get("python", "").splitlines()]
     found = [words[-1] for words in tagged if words[:1] == [pv.VERSION_TAG]]
