@@ -17,9 +17,10 @@ import pytest
 from mlctl import remote
 from mlctl.commands import provision as pv
 from mlctl.commands import provision_plan as planner
+from mlctl.commands import sites
 from mlctl.commands import tls as tlscmd
 from mlctl.config import healthpaths, inventory
-from mlctl.core.errors import InventoryError
+from mlctl.core.errors import InventoryError, PreflightFailed
 from mlctl.tasks import cert_judges, monitor
 from mlctl.tasks import tls as tlstask
 from tests.tlscerts import TestCA
@@ -389,12 +390,14 @@ def test_check_judges_each_served_certificate_and_the_renewal_timer():
         (
             "https",
             "fail",
-            "c.example: certificate refused: Hostname mismatch, certificate is not valid for 'c.example'.",
+            "c.example: certificate refused: Hostname mismatch, certificate is not valid for"
+            " 'c.example'.",
         ),
         (
             "https-renewal",
             "fail",
-            "certbot.timer: disabled, inactive: the certificate will not be renewed (systemctl enable --now certbot.timer)",
+            "certbot.timer: disabled, inactive: the certificate will not be renewed"
+            " (systemctl enable --now certbot.timer)",
         ),
     ]
 
@@ -415,3 +418,68 @@ def test_monitor_alerts_cert_days_before_expiry_and_on_a_stopped_timer(monkeypat
     alerts = []
     monitor._certs("h1", fine, monitor.Thresholds.of(base["thresholds"]), alerts, {})
     assert alerts == []
+
+
+# ---------------------------------------------------------------- several sites on one host
+
+
+def test_the_other_sites_are_read_from_the_survey():
+    text = (
+        "blog\tserver_name blog.example www.blog.example server_name blog.example \n"
+        "old\tdefault_server server_name _ \n"
+    )
+    assert sites.parse_sites(text) == (
+        sites.Claim("blog", frozenset({"blog.example", "www.blog.example"}), False),
+        sites.Claim("old", frozenset({"_"}), True),
+    )
+
+
+def test_a_name_another_project_serves_is_refused_naming_it():
+    others = sites.parse_sites("blog\tserver_name blog.example www.blog.example \n")
+    assert sites.name_taken("shop.example", others) == ""
+    assert sites.name_taken("shop.example www.blog.example", others) == (
+        "server name www.blog.example is already served by project 'blog' on this host"
+        " (/etc/nginx/sites-available/blog): give this project its own server_name"
+    )
+    catch_all = sites.parse_sites("old\tserver_name _ default_server \n")
+    assert "the catch-all name _ is already served by project 'old'" in sites.name_taken(
+        "_", catch_all
+    )
+
+
+def test_mlctl_default_site_is_on_unless_a_project_is_the_catch_all():
+    named = sites.parse_sites("blog\tserver_name blog.example \n")
+    assert sites.wants_default("shop.example", named)
+    assert not sites.wants_default("_", named)
+    assert not sites.wants_default(
+        "shop.example", sites.parse_sites("old\tserver_name _ default_server \n")
+    )
+
+
+def test_setup_refuses_a_taken_name_before_planning_any_step(write_inventory):
+    cfg = resolve(
+        write_inventory, "    hosts: [t1.example.internal]\n    server_name: blog.example\n"
+    )
+    facts = bare(others=sites.parse_sites("blog\tserver_name blog.example \n"))
+    with pytest.raises(
+        PreflightFailed, match="^t1: server name blog.example is already served by project 'blog'"
+    ):
+        planner.plan(facts, cfg, fixed_secret)
+
+
+def test_a_named_site_turns_on_mlctl_default_site_in_the_same_nginx_test(write_inventory):
+    cfg = resolve(
+        write_inventory, "    hosts: [t1.example.internal]\n    server_name: shop.example\n"
+    )
+    step = planner.plan(bare(), cfg, fixed_secret).steps[-1]
+    enable = next(a for a in step.actions if a.label == "enable nginx site")
+    assert enable.cmd.render() == (
+        "set -e; ln -sfn /etc/nginx/sites-available/app /etc/nginx/sites-enabled/app ;"
+        " ln -sfn /etc/nginx/sites-available/mlctl-default /etc/nginx/sites-enabled/mlctl-default ;"
+        " rm -f /etc/nginx/sites-enabled/default ; nginx -t -q ;"
+    )
+    default = next(a for a in step.actions if a.label.endswith("mlctl-default"))
+    assert (
+        b"listen 443 ssl default_server;" in default.stdin
+        and b"ssl_reject_handshake on;" in default.stdin
+    )
