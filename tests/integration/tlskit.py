@@ -54,9 +54,10 @@ def https_get(address: str, name: str, path: str, ca: Path, timeout: float = 10)
     conn = _Named(address, name, ctx, timeout)
     try:
         conn.request("GET", path, headers={"Host": name})
+        peer = conn.sock.getpeercert()  # before the answer is read: nginx may close then
         resp = conn.getresponse()
         body = resp.read()
-        return resp.status, dict(resp.getheaders()), body, conn.sock.getpeercert()
+        return resp.status, dict(resp.getheaders()), body, peer
     finally:
         conn.close()
 

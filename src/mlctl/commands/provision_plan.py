@@ -120,6 +120,7 @@ def plan(
         units_step(facts, cfg),
         *tls_steps(facts, cfg, uploads or {}),
         site_step(facts, cfg),
+        *names_step(facts, cfg),
     ]
     return Plan(steps, env, env_secrets(env))
 
@@ -313,6 +314,30 @@ def tls_steps(facts: HostFacts, cfg, uploads: dict[str, bytes]) -> list[Step]:
     return [step, acme_step(facts, cfg)]
 
 
+def certbot_action(cfg) -> Action:
+    project = cfg.project["name"]
+    ca = tlscmd.cert_paths(project, cfg.tls).ca
+    cmd = tlscmd.certbot_certonly(project, cfg.server_name, cfg.tls, ca)
+    return Action("certbot certonly", cmd, refusal=CERTBOT_REFUSED)
+
+
+def names_step(facts: HostFacts, cfg) -> list[Step]:
+    """acme, a certificate there and the site rewritten (its names may have changed): once the
+    new site serves the challenge for every name, certbot asks again (a no-op while the
+    certificate covers the names and is not due), and nginx reloads to serve what it got."""
+    if cfg.tls.mode != "acme" or not facts.cert_ready:
+        return []
+    if not file_writes(facts.sums, pv.site_file(cfg)):
+        return []
+    return [
+        Step(
+            "certificate names",
+            True,
+            (certbot_action(cfg), Action("reload nginx", pv.reload_nginx())),
+        )
+    ]
+
+
 def upload_cmd(path: str, cfg) -> Cmd:
     paths = tlscmd.cert_paths(cfg.project["name"], cfg.tls)
     return tlscmd.write_private(path) if path == paths.key else write_file(path)
@@ -334,11 +359,5 @@ def acme_step(facts: HostFacts, cfg) -> Step:
     avail, enabled = pv.site_paths(project)
     port80 = file_writes({}, pv.site_file(cfg, cert_ready=False))
     on = sites.wants_default(cfg.server_name, facts.others)
-    ca = tlscmd.cert_paths(project, cfg.tls).ca
-    certbot = Action(
-        "certbot certonly",
-        tlscmd.certbot_certonly(project, cfg.server_name, cfg.tls, ca),
-        refusal=CERTBOT_REFUSED,
-    )
-    actions = (*prepare, *hook, *port80, *enable_actions(avail, enabled, on), certbot)
+    actions = (*prepare, *hook, *port80, *enable_actions(avail, enabled, on), certbot_action(cfg))
     return Step("certificate", True, (*actions, timer))
