@@ -282,6 +282,7 @@ def test_survey_reads_everything_in_one_command_with_the_database_probe_last(pg_
         "sites",
         "default",
         "cert",
+        "nginx",
         "login",
         "database",
     ]
@@ -291,7 +292,7 @@ def test_survey_reads_everything_in_one_command_with_the_database_probe_last(pg_
         " pg_roles WHERE rolname = '\"'\"'app'\"'\"') || '\"'\"','\"'\"' || (SELECT count(*)"
         " FROM pg_database WHERE datname = '\"'\"'app'\"'\"')'"
     )
-    assert pv.survey(cfg, "", "").render().endswith("cert'; true; true")
+    assert pv.survey(cfg, "", "").render().endswith("nginx'; nginx -v 2>&1; true")
 
 
 def test_local_environment_commands():

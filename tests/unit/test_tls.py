@@ -148,6 +148,30 @@ def test_https_site_redirects_port_80_and_serves_443(write_inventory, ca):
     assert "proxy_pass http://gunicorn-app;" in app and "default_server" not in site
 
 
+@pytest.mark.parametrize(
+    "nginx, listen",
+    [
+        ("nginx version: nginx/1.22.1", "    listen 443 ssl http2;\n"),
+        ("nginx version: nginx/1.26.3", "    listen 443 ssl;\n    http2 on;\n"),
+        ("", "    listen 443 ssl http2;\n"),
+    ],
+)
+def test_http2_is_switched_on_as_the_hosts_nginx_understands(write_inventory, ca, nginx, listen):
+    assert listen in pv.site_file(files_cfg(write_inventory, ca), nginx=nginx)[SITE]
+
+
+def test_acme_asks_certbot_again_when_the_site_changes(write_inventory):
+    cfg = acme_cfg(write_inventory)
+    steps = planner.plan(bare(cert_ready=True), cfg, fixed_secret).steps
+    assert steps[-1].name == "certificate names"
+    assert [a.label for a in steps[-1].actions] == ["certbot certonly", "reload nginx"]
+    sums = {p: planner.digest(t) for p, t in {**pv.site_file(cfg), **pv.default_site()}.items()}
+    again = planner.plan(
+        bare(cert_ready=True, sums=sums, site_linked=True, default_on=True), cfg, fixed_secret
+    )
+    assert again.steps[-1].name == "nginx site" and not again.steps[-1].changed
+
+
 def test_hsts_is_sent_once_opted_in(write_inventory, ca):
     site = pv.site_file(files_cfg(write_inventory, ca, extra=", hsts: 31536000"))[SITE]
     assert 'add_header Strict-Transport-Security "max-age=31536000" always;' in site

@@ -8,6 +8,7 @@ below run.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -87,10 +88,10 @@ def unit_files(cfg) -> dict[str, str]:
 site_paths = sites.site_paths
 
 
-def site_file(cfg, cert_ready: bool = True) -> dict[str, str]:
+def site_file(cfg, cert_ready: bool = True, nginx: str = "") -> dict[str, str]:
     """The project's nginx site. With `tls: acme` before its first certificate (`cert_ready`
     false) only port 80 is served, for the challenge: a 443 block without a certificate would
-    fail `nginx -t`."""
+    fail `nginx -t`. `nginx`: the host's `nginx -v` (HTTP/2 is switched on as it understands)."""
     avail = site_paths(cfg.project["name"])[0]
     if cfg.tls.on and not cert_ready:
         return {
@@ -98,14 +99,14 @@ def site_file(cfg, cert_ready: bool = True) -> dict[str, str]:
             + render("nginx_redirect.conf", **site_pieces(cfg))
         }
     v = template_values(cfg)
-    return {avail: render("nginx.conf", **{**v, **server_blocks(cfg, v)})}
+    return {avail: render("nginx.conf", **{**v, **server_blocks(cfg, v, nginx)})}
 
 
 def site_pieces(cfg) -> dict:
     return {"server_name": cfg.server_name, "webroot": tlscmd.webroot(cfg.project["name"])}
 
 
-def server_blocks(cfg, v: dict) -> dict:
+def server_blocks(cfg, v: dict, nginx: str = "") -> dict:
     """The app server's `listen` lines and TLS settings, and the port-80 redirect with TLS."""
     if not cfg.tls.on:
         default = " default_server" if sites.catch_all(cfg.server_name) else ""
@@ -115,10 +116,21 @@ def server_blocks(cfg, v: dict) -> dict:
     if cfg.tls.hsts:
         hsts = f'    add_header Strict-Transport-Security "max-age={cfg.tls.hsts}" always;'
     return {
-        "listen": "    listen 443 ssl http2;",
+        "listen": https_listen(nginx),
         "tls": render("nginx_tls.conf", cert=paths.cert, key=paths.key, hsts=hsts),
         "redirect_server": "\n" + render("nginx_redirect.conf", **site_pieces(cfg)),
     }
+
+
+NGINX_VERSION = re.compile(r"nginx/(\d+)\.(\d+)\.(\d+)")
+
+
+def https_listen(nginx: str) -> str:
+    """nginx 1.25.1 and later take `http2 on;` (their `listen ... http2` is deprecated)."""
+    m = NGINX_VERSION.search(nginx)
+    if m and tuple(map(int, m.groups())) >= (1, 25, 1):
+        return "    listen 443 ssl;\n    http2 on;"
+    return "    listen 443 ssl http2;"
 
 
 def default_site() -> dict[str, str]:
@@ -164,6 +176,7 @@ def survey(cfg, role: str, database: str) -> Cmd:
         *_section("sites", *sites.survey_sites(cfg.project["name"])),
         *_section("default", *sites.default_state()),
         *_section("cert", *tlscmd.cert_state(cfg)),
+        *_section("nginx", Raw("nginx -v 2>&1;")),
     ]
     if cfg.database.engine != "postgresql":
         return Cmd((*parts, Raw("true")))

@@ -61,6 +61,7 @@ class HostFacts:
     others: tuple = ()  # the other projects' sites on the host (sites.Claim)
     default_on: bool = False  # mlctl's default site is enabled
     cert_ready: bool = False  # the certificate nginx is to serve is there
+    nginx: str = ""  # `nginx -v`
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def host_facts(host: str, address: str, sections: dict[str, str]) -> HostFacts:
         others=sites.parse_sites(sections.get("sites", "")),
         default_on=sections.get("default") == "on",
         cert_ready=sections.get("cert") == "yes",
+        nginx=sections.get("nginx", ""),
     )
 
 
@@ -277,7 +279,7 @@ def site_step(facts: HostFacts, cfg) -> Step:
     `nginx -t` sees them both), then one reload."""
     avail, enabled = pv.site_paths(cfg.project["name"])
     default_on = sites.wants_default(cfg.server_name, facts.others)
-    wanted = {**pv.site_file(cfg), **(pv.default_site() if default_on else {})}
+    wanted = {**pv.site_file(cfg, nginx=facts.nginx), **(pv.default_site() if default_on else {})}
     sums = {} if bootstraps(facts, cfg) else facts.sums  # the first certificate's site is new
     writes = file_writes(sums, wanted)
     if not writes and facts.site_linked and facts.default_on == default_on:
@@ -327,7 +329,7 @@ def names_step(facts: HostFacts, cfg) -> list[Step]:
     certificate covers the names and is not due), and nginx reloads to serve what it got."""
     if cfg.tls.mode != "acme" or not facts.cert_ready:
         return []
-    if not file_writes(facts.sums, pv.site_file(cfg)):
+    if not file_writes(facts.sums, pv.site_file(cfg, nginx=facts.nginx)):
         return []
     return [
         Step(
