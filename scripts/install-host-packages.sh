@@ -2,9 +2,11 @@
 # Packages the integration tests' hosts need: the default image boots from this machine's root
 # filesystem, so what the hosts run is installed here; the Debian 13 image (tests/hosts/image.py)
 # is built by mmdebstrap, which checks its packages against debian-archive-keyring's trixie keys.
+# certbot runs on the hosts (tls: acme); pebble, the ACME test server, runs here, started by the
+# HTTPS tests (tests/integration/tlskit.py).
 set -euo pipefail
 pkgs=(systemd-container openssh-server nginx sudo python3-venv postgresql iproute2 git
-  mmdebstrap debian-archive-keyring)
+  mmdebstrap debian-archive-keyring certbot pebble)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

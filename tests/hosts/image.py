@@ -42,6 +42,7 @@ APT_SOURCES = Path("/etc/apt")
 # the machine's own root (scripts/install-host-packages.sh).
 DEBIAN13_PACKAGES = (
     "ca-certificates",
+    "certbot",  # tls: acme (the test's ACME server, pebble, runs on the machine itself)
     "curl",
     "dbus",
     "git",

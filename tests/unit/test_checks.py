@@ -142,7 +142,7 @@ def test_healthy_host_is_all_ok_in_a_fixed_order():
     assert [c.name for c in result] == [
         "ssh", "disk", "inodes", "memory", "load", "python", "venv", "django", "check-deploy",
         "database", "migrations", "gunicorn", "gunicorn-http", "nginx-config", "nginx", "site",
-        "site /", "static", "permissions", "env-file", "nginx-5xx", "tls", "lock",
+        "site /", "static", "permissions", "env-file", "nginx-5xx", "tls", "https", "lock",
     ]  # fmt: skip
     assert {c.status for c in result} == {"ok"}
     assert checks.exit_code(result) == 0

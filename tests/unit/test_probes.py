@@ -120,6 +120,7 @@ def test_probe_config_exact():
         "health_static": True,
         "dev_log": "/srv/notes/shared/logs/gunicorn.log",
         "tls_cert": "/etc/ssl/notes.pem",
+        "served_tls": None,
         "window": 120,
         "access_log": "/var/log/nginx/access.log",
         "error_log": "/var/log/nginx/error.log",

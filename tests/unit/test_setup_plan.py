@@ -116,6 +116,7 @@ def test_bare_host_plan_runs_every_step_in_order(cfg):
     )
     assert cmds["enable nginx site"] == (
         "set -e; ln -sfn /etc/nginx/sites-available/app /etc/nginx/sites-enabled/app ;"
+        " rm -f /etc/nginx/sites-enabled/mlctl-default ;"
         " rm -f /etc/nginx/sites-enabled/default ; nginx -t -q ;"
     )
     assert cmds["reload nginx"] == "systemctl reload-or-restart nginx"
@@ -292,6 +293,10 @@ def test_survey_reads_everything_in_one_command_with_the_database_probe_last(pg_
         "sums",
         "slots",
         "site",
+        "sites",
+        "default",
+        "cert",
+        "nginx",
         "login",
         "database",
     ]
@@ -301,7 +306,7 @@ def test_survey_reads_everything_in_one_command_with_the_database_probe_last(pg_
         " pg_roles WHERE rolname = '\"'\"'app'\"'\"') || '\"'\"','\"'\"' || (SELECT count(*)"
         " FROM pg_database WHERE datname = '\"'\"'app'\"'\"')'"
     )
-    assert pv.survey(cfg, "", "").render().endswith("echo yes; true")
+    assert pv.survey(cfg, "", "").render().endswith("nginx'; nginx -v 2>&1; true")
 
 
 def test_local_environment_commands():

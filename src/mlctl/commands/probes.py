@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 
 from mlctl import remote
+from mlctl.commands import tls as tlscmd
 from mlctl.commands.db import load_env
 from mlctl.config import healthpaths
 from mlctl.config.layout import AppSlots, Layout, unit_name
-from mlctl.config.sections import Health
+from mlctl.config.sections import Health, Tls
 from mlctl.core.shell import Cmd
 
 MODES = ("check", "diag", "status", "monitor")
@@ -48,13 +49,31 @@ def probe_config(settings: dict, project: dict, mode: str, window: int = 300) ->
             "timeout": health.timeout,
             "host_header": health.host_header,
         },
-        "health_plan": healthpaths.requests(settings),
+        "health_plan": healthpaths.requests(settings, ca=served_ca(settings, project)),
+        "served_tls": served_tls(settings, project),
         "health_static": health.static and settings["connection"] != "local",
         "dev_log": local_app_log(settings["deploy_to"]),
         "tls_cert": settings["tls_cert"],
         "window": int(window),
         "access_log": NGINX_LOGS["nginx-access"],
         "error_log": NGINX_LOGS["nginx-error"],
+    }
+
+
+def served_ca(settings: dict, project: dict) -> str:
+    return tlscmd.cert_paths(project["name"], Tls.of(settings["tls"])).ca
+
+
+def served_tls(settings: dict, project: dict) -> dict | None:
+    """What the served-certificate probe (remote/probe_tls.py) asks: each of the site's names
+    on this host's port 443, and certbot's renewal timer with `tls: acme`."""
+    tls = Tls.of(settings["tls"])
+    if not tls.on or settings["connection"] == "local":
+        return None
+    return {
+        "names": tlscmd.names(settings["server_name"]),
+        "ca": served_ca(settings, project),
+        "timer": tlscmd.RENEW_TIMER if tls.mode == "acme" else "",
     }
 
 

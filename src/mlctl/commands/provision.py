@@ -8,9 +8,12 @@ below run.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib.resources import files
 
+from mlctl.commands import sites
+from mlctl.commands import tls as tlscmd
 from mlctl.commands.db import load_env
 from mlctl.commands.service import drain_nginx
 from mlctl.config.layout import SLOTS, AppSlots, Layout, unit_name
@@ -19,7 +22,7 @@ from mlctl.remote import envfile
 
 FACT = "@@mlctl-fact"  # the line that starts one section of the survey's output
 VERSION_TAG = "mlctl-python-version"
-DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+DEFAULT_SITE = sites.NGINX_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ def template_values(cfg) -> dict:
         "wsgi": cfg.project["wsgi"],
         "settings_module": cfg.project["settings_module"],
         "server_name": cfg.server_name,
+        "app_server_extra": "",
     }
 
 
@@ -90,13 +94,59 @@ def single_unit_files(project: str) -> tuple[str, str]:
     return f"{base}.socket", f"{base}.service"
 
 
-def site_paths(project: str) -> tuple[str, str]:
-    """(sites-available file, sites-enabled link) of the project's nginx site."""
-    return f"/etc/nginx/sites-available/{project}", f"/etc/nginx/sites-enabled/{project}"
+site_paths = sites.site_paths
 
 
-def site_file(cfg) -> dict[str, str]:
-    return {site_paths(cfg.project["name"])[0]: render("nginx.conf", **template_values(cfg))}
+def site_file(cfg, cert_ready: bool = True, nginx: str = "") -> dict[str, str]:
+    """The project's nginx site. With `tls: acme` before its first certificate (`cert_ready`
+    false) only port 80 is served, for the challenge: a 443 block without a certificate would
+    fail `nginx -t`. `nginx`: the host's `nginx -v` (HTTP/2 is switched on as it understands)."""
+    avail = site_paths(cfg.project["name"])[0]
+    if cfg.tls.on and not cert_ready:
+        return {
+            avail: "# Managed by mlctl (setup): waiting for the first certificate.\n"
+            + render("nginx_redirect.conf", **site_pieces(cfg))
+        }
+    v = template_values(cfg)
+    return {avail: render("nginx.conf", **{**v, **server_blocks(cfg, v, nginx)})}
+
+
+def site_pieces(cfg) -> dict:
+    return {"server_name": cfg.server_name, "webroot": tlscmd.webroot(cfg.project["name"])}
+
+
+def server_blocks(cfg, v: dict, nginx: str = "") -> dict:
+    """The app server's `listen` lines and TLS settings, and the port-80 redirect with TLS."""
+    if not cfg.tls.on:
+        default = " default_server" if sites.catch_all(cfg.server_name) else ""
+        return {"listen": f"    listen 80{default};", "tls": "", "redirect_server": ""}
+    paths = tlscmd.cert_paths(v["project"], cfg.tls)
+    hsts = ""
+    if cfg.tls.hsts:
+        hsts = f'    add_header Strict-Transport-Security "max-age={cfg.tls.hsts}" always;'
+    return {
+        "listen": https_listen(nginx),
+        "tls": render("nginx_tls.conf", cert=paths.cert, key=paths.key, hsts=hsts),
+        "redirect_server": "\n" + render("nginx_redirect.conf", **site_pieces(cfg)),
+    }
+
+
+NGINX_VERSION = re.compile(r"nginx/(\d+)\.(\d+)\.(\d+)")
+
+
+def https_listen(nginx: str) -> str:
+    """nginx 1.25.1 and later take `http2 on;` (their `listen ... http2` is deprecated)."""
+    m = NGINX_VERSION.search(nginx)
+    if m and tuple(map(int, m.groups())) >= (1, 25, 1):
+        return "    listen 443 ssl;\n    http2 on;"
+    return "    listen 443 ssl http2;"
+
+
+def default_site() -> dict[str, str]:
+    """mlctl's neutral default site (commands/sites.py), path -> content."""
+    return {
+        sites.DEFAULT_AVAIL: files("mlctl").joinpath("templates", "nginx_default.conf").read_text()
+    }
 
 
 # ---------------------------------------------------------------- the survey
@@ -110,6 +160,8 @@ def required_tools(cfg) -> list[str]:
     tools = ["nginx", "systemctl", cfg.python]
     if cfg.database.engine == "postgresql":
         tools += ["psql", "pg_dump", "pg_restore"]
+    if cfg.tls.mode == "acme":
+        tools.append("certbot")
     return tools
 
 
@@ -118,7 +170,13 @@ def survey(cfg, role: str, database: str) -> Cmd:
     only part whose failure fails the read (a PostgreSQL server that does not answer)."""
     lay = Layout(cfg.deploy_to)
     avail, enabled = site_paths(cfg.project["name"])
-    managed = [*unit_files(cfg), avail, *single_unit_files(cfg.project["name"])]
+    managed = [
+        *unit_files(cfg),
+        avail,
+        *single_unit_files(cfg.project["name"]),
+        sites.DEFAULT_AVAIL,
+        *tlscmd.host_files(cfg),
+    ]
     parts = [
         *_section("tools", Raw("for t in"), Cmd.of(*required_tools(cfg))),
         Raw('; do command -v "$t" >/dev/null || echo "$t"; done;'),
@@ -129,6 +187,10 @@ def survey(cfg, role: str, database: str) -> Cmd:
         *_section("sums", Cmd.of("sha256sum", *managed), Raw("2>/dev/null;")),
         *_section("slots", *slot_state(lay, AppSlots(cfg.project["name"]))),
         *_section("site", *site_linked(avail, enabled), Raw("&& echo yes;")),
+        *_section("sites", *sites.survey_sites(cfg.project["name"])),
+        *_section("default", *sites.default_state()),
+        *_section("cert", *tlscmd.cert_state(cfg)),
+        *_section("nginx", Raw("nginx -v 2>&1;")),
     ]
     if cfg.database.engine != "postgresql":
         return Cmd((*parts, Raw("true")))

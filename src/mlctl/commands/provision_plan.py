@@ -18,6 +18,8 @@ from mlctl import remote
 from mlctl.commands import cutover as cut
 from mlctl.commands import provision as pv
 from mlctl.commands import service
+from mlctl.commands import sites
+from mlctl.commands import tls as tlscmd
 from mlctl.commands.release import write_file
 from mlctl.config import healthpaths
 from mlctl.config.layout import SLOTS, AppSlots, Layout, sqlite_path
@@ -59,6 +61,10 @@ class HostFacts:
     has_role: bool = False
     has_db: bool = False
     can_login: bool = False
+    others: tuple = ()  # the other projects' sites on the host (sites.Claim)
+    default_on: bool = False  # mlctl's default site is enabled
+    cert_ready: bool = False  # the certificate nginx is to serve is there
+    nginx: str = ""  # `nginx -v`
 
 
 @dataclass(frozen=True)
@@ -84,16 +90,29 @@ def host_facts(host: str, address: str, sections: dict[str, str]) -> HostFacts:
         has_role=db[0] == "1",
         has_db=db[-1] == "1",
         can_login=sections.get("login") == "yes",
+        others=sites.parse_sites(sections.get("sites", "")),
+        default_on=sections.get("default") == "on",
+        cert_ready=sections.get("cert") == "yes",
+        nginx=sections.get("nginx", ""),
     )
 
 
-def plan(facts: HostFacts, cfg, new_secret: Callable[[int], str] = secrets.token_urlsafe) -> Plan:
-    """The steps of a server's setup, in the order they run and are reported."""
+def plan(
+    facts: HostFacts,
+    cfg,
+    new_secret: Callable[[int], str] = secrets.token_urlsafe,
+    uploads: dict[str, bytes] | None = None,
+) -> Plan:
+    """The steps of a server's setup, in the order they run and are reported. `uploads`: the
+    TLS files read on this machine (host path -> content, tasks/tls.py checked them)."""
+    taken = sites.name_taken(cfg.server_name, facts.others)
+    if taken:
+        raise PreflightFailed(f"{facts.host}: {taken}")
     lay = Layout(cfg.deploy_to)
     values = server_env(facts.address, cfg, lay)
     if cfg.database.engine == "postgresql":
         values["PGPASSWORD"] = facts.env.get("PGPASSWORD") or new_secret(24)
-    env = merged_env(facts.env, values, new_secret)
+    env = without_tls_keys(merged_env(facts.env, values, new_secret), cfg)
     app = cfg.app_user
     steps = [
         user_step(facts, app),
@@ -103,7 +122,9 @@ def plan(facts: HostFacts, cfg, new_secret: Callable[[int], str] = secrets.token
         env_step(facts.env, env, lay, "0640", app),
         units_step(facts, cfg),
         slots_step(facts, cfg),
+        *tls_steps(facts, cfg, uploads or {}),
         site_step(facts, cfg),
+        *names_step(facts, cfg),
         single_unit_step(facts, cfg),
     ]
     return Plan(steps, env, env_secrets(env))
@@ -142,8 +163,19 @@ def server_env(address: str, cfg, lay: Layout) -> dict:
                 "PGDATABASE": db.name,
             }
         )
+    if cfg.tls.on:
+        out.update(tlscmd.django_env(cfg.server_name))
     out.update(inventory_env(cfg))
     return out
+
+
+def without_tls_keys(env: dict, cfg) -> dict:
+    """With `tls: off` the HTTPS settings setup once wrote are taken out again (the deploy
+    settings' plain-HTTP defaults apply); the inventory's own `env:` keeps its say."""
+    if cfg.tls.on:
+        return env
+    own = inventory_env(cfg)
+    return {k: v for k, v in env.items() if k not in tlscmd.DJANGO_TLS_KEYS or k in own}
 
 
 def merged_env(old: dict, values: dict, new_secret: Callable[[int], str]) -> dict:
@@ -268,25 +300,108 @@ def single_unit_step(facts: HostFacts, cfg) -> Step:
 
 
 NGINX_REFUSED = "nginx -t rejected the site; nginx was not reloaded"
+CERTBOT_REFUSED = (
+    "certbot could not obtain the certificate (port 80 serves only the ACME challenge until it"
+    " does; rerun setup once the names resolve to this host)"
+)
 
 
 def site_step(facts: HostFacts, cfg) -> Step:
-    """The site, and the files naming its live slot (written here only when the host has none:
-    from then on each cutover rewrites them)."""
+    """The project's site and mlctl's default one, written, linked and tested together (one
+    `nginx -t` sees them both), then one reload; first the files naming the live slot."""
     avail, enabled = pv.site_paths(cfg.project["name"])
-    writes = file_writes(facts.sums, pv.site_file(cfg))
-    slots = AppSlots(cfg.project["name"])
-    live = (
-        ()
-        if facts.slots.get("live")
-        else (
-            Action(
-                "name the live slot", cut.write_live(slots, Layout(cfg.deploy_to), live_slot(facts))
-            ),
-        )
-    )
-    if not writes and not live and facts.site_linked:
+    default_on = sites.wants_default(cfg.server_name, facts.others)
+    wanted = {**pv.site_file(cfg, nginx=facts.nginx), **(pv.default_site() if default_on else {})}
+    sums = {} if bootstraps(facts, cfg) else facts.sums  # the first certificate's site is new
+    writes = file_writes(sums, wanted)
+    live = live_files(facts, cfg)
+    if not writes and not live and facts.site_linked and facts.default_on == default_on:
         return Step("nginx site", False)
-    enable = Action("enable nginx site", pv.enable_site(avail, enabled), refusal=NGINX_REFUSED)
-    reload = Action("reload nginx", pv.reload_nginx())
-    return Step("nginx site", True, (*live, *writes, enable, reload))
+    return Step("nginx site", True, (*live, *writes, *enable_actions(avail, enabled, default_on)))
+
+
+def live_files(facts: HostFacts, cfg) -> tuple[Action, ...]:
+    """The files naming the live slot, written by setup only on a host that has none: from then
+    on each cutover rewrites them."""
+    if facts.slots.get("live"):
+        return ()
+    write = cut.write_live(AppSlots(cfg.project["name"]), Layout(cfg.deploy_to), live_slot(facts))
+    return (Action("name the live slot", write),)
+
+
+def enable_actions(avail: str, enabled: str, default_on: bool) -> tuple[Action, ...]:
+    link = sites.enable(avail, enabled, default_on)
+    return Action("enable nginx site", link, refusal=NGINX_REFUSED), Action(
+        "reload nginx", pv.reload_nginx()
+    )
+
+
+def bootstraps(facts: HostFacts, cfg) -> bool:
+    """acme without its certificate yet: port 80 is served first, for the challenge."""
+    return cfg.tls.mode == "acme" and not facts.cert_ready
+
+
+def tls_steps(facts: HostFacts, cfg, uploads: dict[str, bytes]) -> list[Step]:
+    """The certificate: the operator's files uploaded, or certbot's obtained (acme)."""
+    if not cfg.tls.on:
+        return []
+    project = cfg.project["name"]
+    writes = tuple(
+        Action(f"write {path}", upload_cmd(path, cfg), data)
+        for path, data in uploads.items()
+        if facts.sums.get(path) != hashlib.sha256(data).hexdigest()
+    )
+    dirs = (Action("TLS directory", tlscmd.make_dir(f"{tlscmd.TLS_DIR}/{project}")),)
+    step = Step("certificate files", bool(writes), (dirs + writes) if writes else ())
+    if cfg.tls.mode == "files":
+        return [step]
+    return [step, acme_step(facts, cfg)]
+
+
+def certbot_action(cfg) -> Action:
+    project = cfg.project["name"]
+    ca = tlscmd.cert_paths(project, cfg.tls).ca
+    cmd = tlscmd.certbot_certonly(project, cfg.server_name, cfg.tls, ca)
+    return Action("certbot certonly", cmd, refusal=CERTBOT_REFUSED)
+
+
+def names_step(facts: HostFacts, cfg) -> list[Step]:
+    """acme, a certificate there and the site rewritten (its names may have changed): once the
+    new site serves the challenge for every name, certbot asks again (a no-op while the
+    certificate covers the names and is not due), and nginx reloads to serve what it got."""
+    if cfg.tls.mode != "acme" or not facts.cert_ready:
+        return []
+    if not file_writes(facts.sums, pv.site_file(cfg, nginx=facts.nginx)):
+        return []
+    return [
+        Step(
+            "certificate names",
+            True,
+            (certbot_action(cfg), Action("reload nginx", pv.reload_nginx())),
+        )
+    ]
+
+
+def upload_cmd(path: str, cfg) -> Cmd:
+    paths = tlscmd.cert_paths(cfg.project["name"], cfg.tls)
+    return tlscmd.write_private(path) if path == paths.key else write_file(path)
+
+
+def acme_step(facts: HostFacts, cfg) -> Step:
+    """certbot's certificate: on the first run port 80 is served (the challenge) before certbot
+    asks for it; the renewal timer and the hook that reloads nginx on renewal are ensured."""
+    project = cfg.project["name"]
+    hook = file_writes(facts.sums, {tlscmd.DEPLOY_HOOK: tlscmd.DEPLOY_HOOK_TEXT})
+    hook = tuple(Action(a.label, write_file(tlscmd.DEPLOY_HOOK, "0755"), a.stdin) for a in hook)
+    prepare = (
+        Action("ACME webroot", tlscmd.make_dir(tlscmd.webroot(project))),
+        Action("hook directory", tlscmd.make_dir(tlscmd.DEPLOY_HOOK.rsplit("/", 1)[0])),
+    )
+    timer = Action("renewal timer", tlscmd.renewal_on())
+    if not bootstraps(facts, cfg):
+        return Step("certificate", bool(hook), (*prepare, *hook, timer))
+    avail, enabled = pv.site_paths(project)
+    port80 = file_writes({}, pv.site_file(cfg, cert_ready=False))
+    on = sites.wants_default(cfg.server_name, facts.others)
+    actions = (*prepare, *hook, *port80, *enable_actions(avail, enabled, on), certbot_action(cfg))
+    return Step("certificate", True, (*actions, timer))

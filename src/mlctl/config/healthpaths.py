@@ -69,14 +69,18 @@ def default_host(settings: dict) -> str:
     return names[0] if names else ""
 
 
-def requests(settings: dict, release: str | None = None, static: str | None = None) -> dict:
+def requests(
+    settings: dict, release: str | None = None, static: str | None = None, ca: str = ""
+) -> dict:
     """The probe's plan: where to send the requests and what each must answer.
 
     `release` (the gate) makes the health URL's answer name that release; `static` is the URL
     path of one collected static file, requested where nginx serves them (not on a dev host).
+    With TLS the host's own nginx is asked over HTTPS, each request's name sent as SNI and the
+    certificate verified against the system's CAs and `ca` (a host path, '' for none).
     """
     h = settings["health"]
-    url = urlsplit(h["url"])
+    url = urlsplit(base_url(settings))
     host = default_host(settings)
     plan = [
         {
@@ -100,7 +104,23 @@ def requests(settings: dict, release: str | None = None, static: str | None = No
         )
     if static and h["static"] and settings.get("connection") != "local":
         plan.append({"path": static, "expect": "200", "host": host, "body": "", "release": ""})
-    return {"base": f"{url.scheme}://{url.netloc}", "requests": plan}
+    out = {"base": f"{url.scheme}://{url.netloc}", "requests": plan}
+    if url.scheme == "https":
+        out["tls"] = {"ca": ca}
+    return out
+
+
+LOCAL_NAMES = ("127.0.0.1", "localhost", "127.0.0.1:80", "localhost:80")
+
+
+def base_url(settings: dict) -> str:
+    """health.url, moved to HTTPS when TLS is on and it names this host's own port 80 (port 80
+    only redirects then); a URL of the operator's own choosing is kept."""
+    url = urlsplit(settings["health"]["url"])
+    mode = (settings.get("tls") or {}).get("mode", "off")
+    if mode != "off" and url.scheme == "http" and url.netloc in LOCAL_NAMES:
+        return url._replace(scheme="https", netloc=url.netloc.split(":")[0]).geturl()
+    return url.geturl()
 
 
 def slot_requests(settings: dict, release: str, static: str | None, socket: str, rel: str) -> dict:

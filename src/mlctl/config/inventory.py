@@ -82,6 +82,7 @@ class EnvConfig:
     rolling = sections.Typed(sections.Rolling)
     build = sections.Typed(sections.Build)
     cutover = sections.Typed(sections.Cutover)
+    tls = sections.Typed(sections.Tls)
 
     # The plain settings, one name each (schema.py says what each means; `hosts` and `color`
     # are properties below, as they fill in a default).
@@ -219,8 +220,9 @@ def _expand_shorthands(layer: dict) -> dict:
     restart`) becomes that mapping's key (`{engine: sqlite}`)."""
     layer = dict(layer or {})
     for key, f in ENV_KEYS.items():
-        if f.shorthand and isinstance(layer.get(key), str):
-            layer[key] = {f.shorthand: layer[key]}
+        value = schema.shorthand_value(layer.get(key))
+        if f.shorthand and isinstance(value, str):
+            layer[key] = {f.shorthand: value}
     return layer
 
 
@@ -261,8 +263,12 @@ def _record_sources(layer: dict, kp: tuple, label: str, sources: dict) -> None:
 
 def _finish(inv: Inventory, name: str, s: dict, sources: dict) -> None:
     for key in schema.PATH_KEYS:
-        if s.get(key):
-            s[key] = _resolve_path(inv.root, s[key])
+        *parents, leaf = key.split(".")
+        node = s
+        for p in parents:
+            node = node[p]
+        if node.get(leaf):
+            node[leaf] = _resolve_path(inv.root, node[leaf])
     if s["connection"] == "local":
         s["deploy_to"] = _resolve_path(inv.root, s["deploy_to"])
     if not s["color"]:

@@ -70,6 +70,28 @@ DATABASE = section(
     ),
 )
 
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+
+TLS = section(
+    mode=Field(
+        str,
+        "off",
+        choices=("off", "files", "acme"),
+        doc="acme: certbot on the host; files: the operator's certificate; off: plain HTTP",
+    ),
+    cert=Field(str, "", doc="files: the certificate chain (PEM) on this machine, setup uploads it"),
+    key=Field(str, "", doc="files: its private key (PEM): 0600 root on the host, never printed"),
+    email=Field(str, "", doc="acme: the ACME account's contact address (empty: none)"),
+    directory=Field(str, LETS_ENCRYPT, doc="acme: the ACME server's directory URL"),
+    ca_file=Field(
+        str,
+        "",
+        doc="extra CA certificates (PEM) trusted for the ACME server's own HTTPS and for the "
+        "served certificate by the health checks (a test CA; empty: the system's only)",
+    ),
+    hsts=Field(int, 0, doc="Strict-Transport-Security max-age nginx sends, in seconds (0: none)"),
+)
+
 ENV_KEYS = section(
     connection=Field(str, "ssh", choices=("ssh", "local")),
     hosts=Field(list, []),
@@ -95,7 +117,10 @@ ENV_KEYS = section(
             ),
         )
     ),
-    server_name=Field(str, "_"),
+    server_name=Field(
+        str, "_", doc="the names nginx routes to this project (_: every name no other site claims)"
+    ),
+    tls=Field(TLS, shorthand="mode"),
     database=Field(DATABASE, shorthand="engine"),
     health=Field(
         section(
@@ -125,7 +150,9 @@ ENV_KEYS = section(
             inode_pct=Field(int, 90, doc="`check` fails over this % of inodes used"),
             mem_pct=Field(int, 90, doc="`check` warns, `monitor` alerts over this % of memory"),
             load_per_cpu=Field(float, 2.0, doc="`check` warns over this 1-minute load per CPU"),
-            cert_days=Field(int, 14, doc="`check` warns when tls_cert expires within these days"),
+            cert_days=Field(
+                int, 14, doc="`check` warns, `monitor` alerts this many days before a cert expires"
+            ),
             error_lines=Field(int, 0, doc="`monitor` alerts over this many nginx error lines"),
             rate_5xx_pct=Field(float, 5.0, doc="`monitor` alerts over this % of 5xx answers"),
         )
@@ -202,7 +229,7 @@ ENV_KEYS = section(
             ),
         )
     ),
-    tls_cert=Field(str, ""),
+    tls_cert=Field(str, "", doc="a certificate file on the host whose expiry `check` reads"),
 )
 
 TOP = section(
@@ -214,7 +241,20 @@ TOP = section(
 REQUIRED_PROJECT = ("name", "settings_module", "wsgi")
 ENV_COLORS = {"dev": "green", "test": "yellow", "live": "red"}
 # Paths in the inventory that are relative to the inventory file.
-PATH_KEYS = ("known_hosts", "identity_file", "ssh_config", "tls_cert")
+PATH_KEYS = (
+    "known_hosts",
+    "identity_file",
+    "ssh_config",
+    "tls_cert",
+    "tls.cert",
+    "tls.key",
+    "tls.ca_file",
+)
+
+
+def shorthand_value(value):
+    """A section's scalar shorthand as written: YAML reads a bare `off` as false (`tls: off`)."""
+    return "off" if value is False else value
 
 
 def secret_keys(schema: dict[str, Field], kp: tuple = ()) -> tuple[tuple[str, ...], ...]:

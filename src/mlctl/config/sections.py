@@ -124,6 +124,23 @@ class Cutover(_Section):
     keep_old: float
 
 
+@dataclass(frozen=True)
+class Tls(_Section):
+    """How nginx serves the site: plain HTTP, the operator's certificate, or certbot's (ACME)."""
+
+    mode: str
+    cert: str
+    key: str
+    email: str
+    directory: str
+    ca_file: str
+    hsts: int
+
+    @property
+    def on(self) -> bool:
+        return self.mode != "off"
+
+
 T = TypeVar("T")
 
 
@@ -168,4 +185,5 @@ SECTIONS = {
     "rolling": Rolling,
     "build": Build,
     "cutover": Cutover,
+    "tls": Tls,
 }

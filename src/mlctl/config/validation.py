@@ -118,6 +118,7 @@ def _check_value(inv, value, f: Field, kp: tuple) -> None:
     if value is None:
         raise InventoryError(f"{inv.where(kp)}: missing value")
     if isinstance(f.kind, dict):
+        value = schema.shorthand_value(value) if f.shorthand else value
         if f.shorthand and isinstance(value, str):
             return _check_value(inv, value, f.kind[f.shorthand], kp)
         return _check_mapping(inv, value, f.kind, kp)
@@ -201,6 +202,7 @@ def check_settings(inv, project: dict, s: dict, sources: dict) -> None:
     _check_dump_options(inv, s, sources)
     if not local:
         _check_server_names(inv, project, s, sources)
+    _check_tls(inv, s, sources, local)
 
 
 def _check_shared(inv, s: dict, sources: dict) -> None:
@@ -258,6 +260,33 @@ def _check_server_names(inv, project: dict, s: dict, sources: dict) -> None:
         raise InventoryError(
             f"{origin(inv, sources, 'app_user')}: {s['app_user']!r}: invalid user name"
         )
+
+
+def _check_tls(inv, s: dict, sources: dict, local: bool) -> None:
+    """A certificate names the site's concrete names; files mode needs both files here."""
+    t = s["tls"]
+    if t["mode"] == "off":
+        return
+    where = origin(inv, sources, "tls.mode")
+    if local:
+        raise InventoryError(
+            f"{where}: {t['mode']}: TLS is served by nginx on servers "
+            "(a local environment serves plain HTTP): set tls: off"
+        )
+    names = s["server_name"].split()
+    if not names or any(n == "_" or "*" in n for n in names):
+        raise InventoryError(
+            f"{where}: tls {t['mode']} needs server_name to list the site's names "
+            f"(got {s['server_name']!r}; no _ or wildcards)"
+        )
+    if t["hsts"] < 0:
+        raise InventoryError(f"{origin(inv, sources, 'tls.hsts')}: must not be negative")
+    for key in ("cert", "key") if t["mode"] == "files" else ():
+        if not t[key]:
+            raise InventoryError(f"{where}: tls files needs tls.{key} (a PEM file on this machine)")
+    for key in ("cert", "key", "ca_file"):
+        if t[key] and not Path(t[key]).is_file():
+            raise InventoryError(f"{origin(inv, sources, 'tls.' + key)}: {t[key]}: no such file")
 
 
 def _check_lock_times(inv, t: dict, sources: dict) -> None:

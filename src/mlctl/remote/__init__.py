@@ -15,7 +15,15 @@ NEEDS = {
     "build": ("migplan",),
     "migrations": ("migplan",),
     "django_probe": ("migplan",),
-    "probe": ("hostfiles", "envfile", "logtime", "probe_base", "probe_system", "probe_app"),
+    "probe": (
+        "hostfiles",
+        "envfile",
+        "logtime",
+        "probe_base",
+        "probe_system",
+        "probe_app",
+        "probe_tls",
+    ),
 }
 
 

@@ -1,18 +1,23 @@
 # Request the site's health paths and judge each answer (status range, body text, release id).
 # argv: CONFIG_JSON = {"base": "http://127.0.0.1", "timeout": 30, "once": false,
-#                      "requests": [{"path", "expect", "host", "body", "release"}, ...]}
+#                      "requests": [{"path", "expect", "host", "body", "release"}, ...],
+#                      "tls": {"ca": "/etc/mlctl/tls/<project>/ca.pem" or ""} (https only)}
 # With "socket": a gunicorn socket path, the requests go to that app slot directly (no nginx), and
 # a request with "file" (a static file nginx would serve) passes when that file is in the release.
+# Over HTTPS each request's Host is also its SNI name and the name its certificate must match,
+# verified against the system's CAs plus `ca`: the host's own nginx is asked for the site.
 # Gate (once false): poll until every request passes, or time out; the first request names the
 # release, and until it does the others are not asked (old processes may still answer). A status
 # 500 that persists after the new release answers fails at once. Prints the results as JSON; on
 # failure the failing request on stderr (last line) and exit 69.
 # Once (check, status): ask every request one time and print the results.
+import functools
 import http.client
 import json
 import os
 import re
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -43,22 +48,60 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-# No proxy from the environment either: the requests are for this host's own nginx.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect)
+class NamedTLS(http.client.HTTPSConnection):
+    # Connects to the URL's address (this host) but speaks TLS for `sni`, the site's name.
+    def __init__(self, *args, sni=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sni = sni
+
+    def connect(self):
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.sni or self.host)
 
 
-def fetch(base, req, timeout):
+class NamedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, context, sni):
+        super().__init__(context=context)
+        self.context, self.sni = context, sni
+
+    def https_open(self, req):
+        conn = functools.partial(NamedTLS, sni=self.sni)
+        return self.do_open(conn, req, context=self.context)
+
+
+def tls_context(ca):
+    ctx = ssl.create_default_context()
+    if ca:
+        ctx.load_verify_locations(cafile=ca)
+    return ctx
+
+
+def opener(tls=None, sni=None):
+    # No proxy from the environment either: the requests are for this host's own nginx.
+    handlers = [urllib.request.ProxyHandler({}), NoRedirect]
+    if tls is not None:
+        handlers.append(NamedHTTPS(tls_context(tls.get("ca")), sni))
+    return urllib.request.build_opener(*handlers)
+
+
+OPENER = opener()
+
+
+def fetch(base, req, timeout, tls=None):
     headers = {"User-Agent": AGENT, "Cache-Control": "no-cache"}
     if req.get("host"):
         headers["Host"] = req["host"]
     r = urllib.request.Request(base + req["path"], headers=headers)
+    use = opener(tls, req.get("host") or None) if tls is not None else OPENER
     try:
-        with OPENER.open(r, timeout=timeout) as resp:
+        with use.open(r, timeout=timeout) as resp:
             return resp.status, resp.read(1 << 20).decode(errors="replace"), ""
     except urllib.error.HTTPError as e:
         return e.code, e.read(1 << 20).decode(errors="replace"), ""
     except Exception as e:  # noqa: BLE001 — every failure is an answer to report
-        return None, "", "%s: %s" % (type(e).__name__, getattr(e, "reason", e))
+        why = getattr(e, "reason", e)
+        why = getattr(why, "verify_message", None) or why  # the certificate's own fault
+        return None, "", "%s: %s" % (type(e).__name__, why)
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -86,11 +129,11 @@ def fetch_unix(path, req, timeout):
         conn.close()
 
 
-def answer(base, req, timeout):
+def answer(base, req, timeout, tls=None):
     """(status, body, error) of one request: through nginx (`base` a URL), or from one app slot
     (`base` a socket path); a static file the slot's release must hold is looked up on disk."""
     if not base.startswith("/"):
-        return fetch(base, req, timeout)
+        return fetch(base, req, timeout, tls)
     if req.get("file"):
         found = os.path.isfile(req["file"])
         return (200, "", "") if found else (404, "", "")
@@ -104,8 +147,8 @@ def served_release(body):
         return None
 
 
-def judge(base, req, timeout):
-    status, body, error = answer(base, req, timeout)
+def judge(base, req, timeout, tls=None):
+    status, body, error = answer(base, req, timeout, tls)
     out = {
         "path": req["path"],
         "host": req.get("host", ""),
@@ -136,7 +179,7 @@ def judge(base, req, timeout):
 
 def once(cfg):
     timeout = min(float(cfg["timeout"]), 10.0)
-    return [judge(cfg["base"], r, timeout) for r in cfg["requests"]]
+    return [judge(cfg["base"], r, timeout, cfg.get("tls")) for r in cfg["requests"]]
 
 
 def gate(cfg):
@@ -145,9 +188,10 @@ def gate(cfg):
     strikes = 0
     while True:
         left = max(1.0, min(5.0, deadline - time.monotonic()))
-        results = [judge(cfg["base"], first, left)]
+        tls = cfg.get("tls")
+        results = [judge(cfg["base"], first, left, tls)]
         if results[0]["ok"]:
-            results += [judge(cfg["base"], r, left) for r in rest]
+            results += [judge(cfg["base"], r, left, tls) for r in rest]
         if all(r["ok"] for r in results):
             return True, results
         # The new release answers and a page still raises: the app's own error, not start-up.

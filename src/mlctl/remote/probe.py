@@ -1,6 +1,6 @@
 # Every fact about a host for `check`, `diag`, `status` and `monitor` in ONE run: read by
 # `python3 -` from stdin (commands/probes.program() sends it with the modules it needs in front:
-# hostfiles, envfile, logtime, probe_base, probe_system, probe_app). argv: CONFIG_JSON.
+# hostfiles, envfile, logtime, probe_base, probe_system, probe_app, probe_tls). argv: CONFIG_JSON.
 # Run as root on servers, so it can read unit states, `nginx -t`, the .env's mode and switch to
 # the app user for the Django probe. Prints {"section": {...facts, "ms": duration}, ...}, with
 # every secret value of the shared .env masked; mlctl judges the facts locally (tasks/judges.py).
@@ -36,6 +36,7 @@ if __package__:  # imported by mlctl; on a host these modules are sent in front
         nginx_logs,
         tls,
     )
+    from mlctl.remote.probe_tls import served_tls
 
 BASE = {
     "check": [disk, memory, load, host_python, release, lock],
@@ -63,8 +64,9 @@ def env_values():
     return secret_values(read(path("shared", ".env"), ""), shortest=4)
 
 
-def plan(mode, remote, rel, tls_cert):
-    """The probes of `mode`: on a server (`remote`), with a release (`rel`) and a certificate."""
+def plan(mode, remote, rel, tls_cert, served=False):
+    """The probes of `mode`: on a server (`remote`), with a release (`rel`), a certificate file
+    (`tls_cert`) and a site served over HTTPS (`served`)."""
     probes = list(BASE[mode])
     if mode == "check":
         probes += [gunicorn, site]
@@ -74,6 +76,8 @@ def plan(mode, remote, rel, tls_cert):
             probes += [nginx, env_file, nginx_logs] + ([permissions] if rel else [])
         if tls_cert:
             probes.append(tls)
+    if mode in ("check", "monitor") and served:
+        probes.append(served_tls)
     if mode == "diag":
         probes += ([django_probe] if rel else []) + ([nginx] if remote else [])
     if mode == "monitor" and remote:
@@ -97,7 +101,8 @@ def main():
     CFG.clear()
     CFG.update(json.loads(sys.argv[1]))
     rel = os.path.isdir(path("current"))
-    facts = gather(plan(CFG["mode"], not CFG["local"], rel, CFG["tls_cert"]))
+    served = bool(CFG.get("served_tls"))
+    facts = gather(plan(CFG["mode"], not CFG["local"], rel, CFG["tls_cert"], served))
     print(json.dumps(masked(facts, env_values())))
 
 

@@ -235,6 +235,7 @@ def site():
     # health URL, the pages of health.paths and the current release's collected static file.
     reqs = site_requests()
     config = {"base": CFG["health_plan"]["base"], "requests": reqs, "once": True}
+    config["tls"] = CFG["health_plan"].get("tls")
     config["timeout"] = CFG["health"]["timeout"]
     r = run([sys.executable, "-c", PROGRAMS["health"], json.dumps(config)], timeout=90)
     try:

@@ -16,6 +16,7 @@ from mlctl.config.layout import unit_name
 from mlctl.config.sections import Thresholds
 from mlctl.core import console
 from mlctl.core.errors import ConnectError, MlctlError
+from mlctl.tasks.cert_judges import tls_checks
 from mlctl.tasks.judges import (  # noqa: F401 — Check, deploy_checks_check, lock_state: checks' names too
     EXIT,
     FAIL,
@@ -116,6 +117,7 @@ def evaluate(facts: dict, settings: dict, unit: str, now: float | None = None) -
     out += _serving_checks(facts, settings, unit, has_release)
     if settings.get("tls_cert"):
         out.append(judged(facts, "tls", lambda s: tls_check(s, t.cert_days, now), name="tls"))
+    out += tls_checks(facts, settings, now)
     out.append(judged(facts, "lock", lambda s: lock_check(s, settings["timeouts"])))
     if any(c.status == FAIL for c in out) and "app_log" in facts:
         out.append(app_log_check(facts["app_log"]))

@@ -15,6 +15,7 @@ from mlctl.commands import facts as factcmd
 from mlctl.commands import lock as lockcmd
 from mlctl.commands import release as relcmd
 from mlctl.commands import service
+from mlctl.commands import tls as tlscmd
 from mlctl.commands.db import ENV_PUBLIC as PUBLIC
 from mlctl.config import healthpaths
 from mlctl.config.layout import (  # noqa: F401 — sqlite_path: steps' API
@@ -175,7 +176,8 @@ def static_of(host, release: str | None) -> str | None:
 
 
 def health_probe(cfg, release: str | None, wait: float, static: str | None = None) -> Cmd:
-    plan = healthpaths.requests(cfg.settings, release, static)
+    ca = tlscmd.cert_paths(cfg.project["name"], cfg.tls).ca
+    plan = healthpaths.requests(cfg.settings, release, static, ca)
     config = {**plan, "timeout": wait, "once": False}
     return service.health_probe(cfg.python, remote.source("health"), config)
 

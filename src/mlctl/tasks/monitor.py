@@ -18,11 +18,22 @@ from pathlib import Path
 from mlctl.config.sections import Health, Thresholds
 from mlctl.core import console
 from mlctl.core.errors import UsageError
+from mlctl.tasks import cert_judges
 from mlctl.tasks.checks import gather
 from mlctl.transport.journal import state_dir
 from mlctl.transport.selection import open_session
 
-ALERT_NAMES = ("unreachable", "disk", "memory", "failed_units", "rate_5xx", "error_log", "site")
+ALERT_NAMES = (
+    "unreachable",
+    "disk",
+    "memory",
+    "failed_units",
+    "rate_5xx",
+    "error_log",
+    "site",
+    "cert",
+    "cert_renewal",
+)
 
 
 @dataclass
@@ -52,6 +63,7 @@ def evaluate(host: str, facts: dict, settings: dict) -> tuple[list[Alert], dict[
     for judge in (_disk, _memory, _failed_units, _rate_5xx, _error_log):
         judge(host, facts, t, alerts, metrics)
     _site(host, facts, settings, alerts, metrics)
+    _certs(host, facts, t, alerts, metrics)
     return alerts, metrics
 
 
@@ -161,6 +173,25 @@ def _site(host, facts, settings, alerts, metrics) -> None:
         )
 
 
+def _certs(host, facts, t, alerts, metrics) -> None:
+    """The served certificate of each name: refused, or expiring within thresholds.cert_days;
+    certbot's renewal timer off."""
+    served = facts.get("served_tls")
+    if not _usable(served):
+        return
+    found = [cert_judges.finding(c, t.cert_days) for c in served["certs"]]
+    days = [f.days for f in found if f.days is not None]
+    if days:
+        metrics["cert_days_left"] = min(days)
+    for f in found:
+        if f.status != "ok":
+            alerts.append(Alert(host, "cert", f.detail, f.days or 0, t.cert_days))
+    if "timer" in served:
+        status, text = cert_judges.timer_finding(served["timer"])
+        if status != "ok":
+            alerts.append(Alert(host, "cert_renewal", text, 0, 1))
+
+
 # ---------------------------------------------------------------- webhook de-duplication
 
 
@@ -244,6 +275,7 @@ HELP = {
     "memory_used_ratio": "used fraction of memory (MemTotal - MemAvailable)",
     "memory_threshold_ratio": "thresholds.mem_pct as a fraction",
     "failed_units": "systemd units in the failed state",
+    "cert_days_left": "days until the first served certificate expires",
     "http_requests_window": "nginx requests in the monitor window",
     "http_5xx_window": "nginx 5xx responses in the monitor window",
     "http_5xx_ratio": "fraction of nginx responses that were 5xx in the monitor window",

@@ -22,7 +22,7 @@ from mlctl.config.layout import Layout, sqlite_path
 from mlctl.core import console
 from mlctl.core.errors import PreflightFailed, RemoteCommandFailed
 from mlctl.core.shell import mask
-from mlctl.tasks import guards
+from mlctl.tasks import guards, tls
 from mlctl.transport.connection import parse_host
 from mlctl.transport.selection import open_session
 
@@ -35,7 +35,8 @@ def setup_task(sel, yes=False) -> int:
         if sess.cfg.local:
             prepare_local(sess, verbose=True)
         else:  # the settings were validated as they were read (validation.check_settings)
-            plans = sess.each(survey)  # every host surveyed and planned before any changes
+            uploads = tls.uploads(sess.cfg)  # the key checked before any host changes
+            plans = sess.each(lambda h: survey(h, uploads))  # every host planned before any change
             by_host = {h.name: p for h, p in zip(sess.hosts, plans, strict=True)}
             sess.each(lambda h: apply(h, by_host[h.name]))
     console.done(f"{sess.cfg.name}: setup complete")
@@ -127,7 +128,7 @@ def require_local_postgres(host, lay: Layout) -> None:
 # ---------------------------------------------------------------- remote: facts, plan, apply
 
 
-def survey(host) -> planner.Plan:
+def survey(host, uploads: dict[str, bytes] | None = None) -> planner.Plan:
     """The host's facts in one round trip, checked (tools, Python) and planned; nothing changes."""
     cfg = host.session.cfg
     address = parse_host(host.name)[1]
@@ -143,7 +144,7 @@ def survey(host) -> planner.Plan:
         raise RemoteCommandFailed(host.name, "database exists", r.code, detail)
     facts = planner.host_facts(host.name, address, sections)
     host.session.add_secrets([facts.env.get("SECRET_KEY"), facts.env.get("PGPASSWORD")])
-    plan = planner.plan(facts, cfg)
+    plan = planner.plan(facts, cfg, uploads=uploads)
     host.session.add_secrets(plan.secrets)
     return plan
 
@@ -173,7 +174,7 @@ def require_tools(host, sections: dict[str, str]) -> None:
     if missing:
         raise PreflightFailed(
             f"{host.name}: missing {', '.join(missing)}",
-            "install them (e.g. apt-get install nginx postgresql python3-venv)",
+            "install them (e.g. apt-get install nginx postgresql python3-venv certbot)",
         )
     tagged = [ln.split() for ln in sections.get("python", "").splitlines()]
     found = [words[-1] for words in tagged if words[:1] == [pv.VERSION_TAG]]
