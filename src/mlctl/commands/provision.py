@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.resources import files
 
+from mlctl.commands import maintenance
 from mlctl.commands.db import load_env
 from mlctl.config.layout import Layout, unit_name
 from mlctl.core.shell import Cmd, Raw, script
@@ -87,7 +88,12 @@ def site_paths(project: str) -> tuple[str, str]:
 
 
 def site_file(cfg) -> dict[str, str]:
-    return {site_paths(cfg.project["name"])[0]: render("nginx.conf", **template_values(cfg))}
+    """The nginx site, with the maintenance page's lines, geo block and page (maintenance.py)."""
+    project = cfg.project["name"]
+    extra = maintenance.server_directives(project, cfg.health.url)
+    site = render("nginx.conf", **template_values(cfg), app_server_extra=extra)
+    m = cfg.maintenance
+    return {site_paths(project)[0]: site, **maintenance.site_files(project, m.allow, m.message)}
 
 
 # ---------------------------------------------------------------- the survey
@@ -110,7 +116,7 @@ def survey(cfg, role: str, database: str) -> Cmd:
     lay = Layout(cfg.deploy_to)
     unit = unit_name(cfg.project["name"])
     avail, enabled = site_paths(cfg.project["name"])
-    managed = [*unit_files(cfg), avail]
+    managed = [*unit_files(cfg), *site_file(cfg)]
     parts = [
         *_section("tools", Raw("for t in"), Cmd.of(*required_tools(cfg))),
         Raw('; do command -v "$t" >/dev/null || echo "$t"; done;'),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote as urlquote
 
+from mlctl.commands import maintenance
 from mlctl.commands import provision as pv
 from mlctl.commands.release import write_file
 from mlctl.config.layout import Layout, sqlite_path, unit_name
@@ -244,4 +245,6 @@ def site_step(facts: HostFacts, cfg) -> Step:
     if not writes and facts.site_linked:
         return Step("nginx site", False)
     enable = Action("enable nginx site", pv.enable_site(avail, enabled), refusal=NGINX_REFUSED)
-    return Step("nginx site", True, (*writes, enable, Action("reload nginx", pv.reload_nginx())))
+    page_dir = Action("maintenance page dir", maintenance.make_state_dir(cfg.project["name"]))
+    reload = Action("reload nginx", pv.reload_nginx())
+    return Step("nginx site", True, (page_dir, *writes, enable, reload))

@@ -81,6 +81,8 @@ class EnvConfig:
     hooks = sections.Typed(sections.Hooks)
     rolling = sections.Typed(sections.Rolling)
     build = sections.Typed(sections.Build)
+    guards = sections.Typed(sections.Guards)
+    maintenance = sections.Typed(sections.Maintenance)
 
     # The plain settings, one name each (schema.py says what each means; `hosts` and `color`
     # are properties below, as they fill in a default).
@@ -109,6 +111,7 @@ class EnvConfig:
     tag_deploys = sections.Value()
     require_tests = sections.Value()
     tls_cert = sections.Value()
+    notify = sections.Value()
 
     @property
     def local(self) -> bool:

@@ -115,6 +115,21 @@ class Build(_Section):
     server: str
 
 
+@dataclass(frozen=True)
+class Guards(_Section):
+    """What a protected environment's guards let through: `manage` commands that change nothing."""
+
+    read_only_commands: tuple
+
+
+@dataclass(frozen=True)
+class Maintenance(_Section):
+    """Who still reaches the app while the maintenance page is on, and the page's text."""
+
+    allow: tuple
+    message: str
+
+
 T = TypeVar("T")
 
 
@@ -158,4 +173,6 @@ SECTIONS = {
     "hooks": Hooks,
     "rolling": Rolling,
     "build": Build,
+    "guards": Guards,
+    "maintenance": Maintenance,
 }
