@@ -95,8 +95,8 @@ def test_plan_chooses_probes_by_mode_place_and_release():
     check = names(probe.plan("check", True, True, "/etc/cert.pem"))
     assert {"pip_check", "django_probe", "permissions", "nginx_logs", "tls"} <= set(check)
     local = names(probe.plan("check", False, False, ""))
-    assert not {"pip_check", "nginx", "permissions", "tls"} & set(local)
-    assert names(probe.plan("status", True, True, "")) == ["release", "site"]
+    assert not {"pip_check", "nginx", "permissions", "tls", "maintenance"} & set(local)
+    assert names(probe.plan("status", True, True, "")) == ["release", "site", "maintenance"]
     assert "failed_units" in names(probe.plan("monitor", True, True, ""))
     assert "failed_units" not in names(probe.plan("monitor", False, True, ""))
     assert names(probe.BASE["check"]) == names(probe.plan("check", False, False, ""))[:6]

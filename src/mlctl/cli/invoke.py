@@ -20,7 +20,9 @@ _chosen = {"env": None}
 def namespace() -> Collection:
     ns = Collection()
     for spec in TASKS:
-        ns.add_task(Task(_body(spec), name=spec.name, help=_help(spec)))
+        # A repeatable option (`--env A=1 --env B=2`) collects into a list.
+        lists = [o.name for o in spec.opts if o.kind is list and not o.positional]
+        ns.add_task(Task(_body(spec), name=spec.name, help=_help(spec), iterable=lists))
     for env in _environment_names():
         ns.add_task(Task(_env_task(env), name=env))
     return ns

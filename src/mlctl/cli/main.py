@@ -68,8 +68,13 @@ def add_task_parser(sub, spec: TaskSpec) -> None:
     add_global_options(tp, after_task=True)
     for o in spec.opts:
         flag = "--" + o.name.replace("_", "-")
-        if o.positional:
+        if o.positional and o.kind is list:  # the rest of the line: `manage check --deploy`
+            tp.add_argument(o.name, nargs=argparse.REMAINDER, metavar="ARGS", help=o.help)
+        elif o.positional:
             tp.add_argument(o.name, nargs="?", default=o.default, help=o.help)
+        elif o.kind is list:  # repeatable: `--env A=1 --env B=2`
+            names = [flag] + ([o.short] if o.short else [])
+            tp.add_argument(*names, action="append", dest=o.name, metavar="VALUE", help=o.help)
         elif o.kind is bool:
             names = [flag] + ([o.short] if o.short else [])
             tp.add_argument(*names, action="store_true", dest=o.name, help=o.help)

@@ -66,6 +66,7 @@ TASKS = [
             Opt("ref", "git ref to deploy (default: the inventory's branch or source.ref)", str),
             Opt("dry_run", "print the plan and commands; change nothing"),
             Opt("skip_tests", "skip the pytest gate (refused on protected environments)"),
+            Opt("maintenance", "show the maintenance page from the migration to the end"),
             LOCK_WAIT,
             YES,
         ),
@@ -166,6 +167,54 @@ TASKS = [
         "print the resolved configuration (secrets masked)",
         "tasks.operations:config_task",
         (JSON,),
+    ),
+    TaskSpec(
+        "manage",
+        "run a management command in the current release as the app user (its exit code)",
+        "tasks.operator:manage_task",
+        (
+            Opt(
+                "args",
+                "the command and its arguments (mlctl's own options go before them)",
+                list,
+                positional=True,
+            ),
+            Opt("all_hosts", "run on every host in turn (default: the first, or --host)"),
+            Opt(
+                "env",
+                "KEY=VALUE (or KEY: its value here) for the command, sent on stdin (repeatable)",
+                list,
+            ),
+            YES,
+        ),
+    ),
+    TaskSpec(
+        "shell",
+        "Django's shell in the current release, with a terminal",
+        "tasks.operator:shell_task",
+        (Opt("command", "run this code instead (manage.py shell -c)", str, short="-c"), YES),
+    ),
+    TaskSpec(
+        "dbshell",
+        "the database client with the release's settings (manage.py dbshell)",
+        "tasks.operator:dbshell_task",
+        (Opt("command", "run this SQL instead (psql -c)", str, short="-c"), YES),
+    ),
+    TaskSpec(
+        "ssh",
+        "log in at the current release (the ssh user's login shell)",
+        "tasks.operator:ssh_task",
+        (Opt("command", "run this shell command instead", str, short="-c"), YES),
+    ),
+    TaskSpec(
+        "maintenance",
+        "nginx answers 503 with a page, except the health path and maintenance.allow",
+        "tasks.maintenance:maintenance_task",
+        (
+            Opt("state", "on or off", str, positional=True),
+            Opt("message", "the page's text this time (default: maintenance.message)", str),
+            YES,
+        ),
     ),
     TaskSpec(
         "init",

@@ -13,6 +13,7 @@ import json
 
 from mlctl import remote
 from mlctl.commands import tls as tlscmd
+from mlctl.commands import maintenance
 from mlctl.commands.db import load_env
 from mlctl.config import healthpaths
 from mlctl.config.layout import AppSlots, Layout, unit_name
@@ -57,6 +58,7 @@ def probe_config(settings: dict, project: dict, mode: str, window: int = 300) ->
         "window": int(window),
         "access_log": NGINX_LOGS["nginx-access"],
         "error_log": NGINX_LOGS["nginx-error"],
+        "maintenance_flag": maintenance.flag_path(project["name"]),
     }
 
 

@@ -14,6 +14,7 @@ from importlib.resources import files
 
 from mlctl.commands import sites
 from mlctl.commands import tls as tlscmd
+from mlctl.commands import maintenance
 from mlctl.commands.db import load_env
 from mlctl.commands.service import drain_nginx
 from mlctl.config.layout import SLOTS, AppSlots, Layout, unit_name
@@ -98,17 +99,22 @@ site_paths = sites.site_paths
 
 
 def site_file(cfg, cert_ready: bool = True, nginx: str = "") -> dict[str, str]:
-    """The project's nginx site. With `tls: acme` before its first certificate (`cert_ready`
-    false) only port 80 is served, for the challenge: a 443 block without a certificate would
-    fail `nginx -t`. `nginx`: the host's `nginx -v` (HTTP/2 is switched on as it understands)."""
-    avail = site_paths(cfg.project["name"])[0]
+    """The project's nginx site, with the maintenance page's lines, geo block and page
+    (maintenance.py). With `tls: acme` before its first certificate (`cert_ready` false) only
+    port 80 is served, for the challenge: a 443 block without a certificate would fail
+    `nginx -t`. `nginx`: the host's `nginx -v` (HTTP/2 is switched on as it understands)."""
+    project = cfg.project["name"]
+    avail = site_paths(project)[0]
     if cfg.tls.on and not cert_ready:
         return {
             avail: "# Managed by mlctl (setup): waiting for the first certificate.\n"
             + render("nginx_redirect.conf", **site_pieces(cfg))
         }
     v = template_values(cfg)
-    return {avail: render("nginx.conf", **{**v, **server_blocks(cfg, v, nginx)})}
+    extra = maintenance.server_directives(project, cfg.health.url)
+    site = render("nginx.conf", **{**v, **server_blocks(cfg, v, nginx), "app_server_extra": extra})
+    m = cfg.maintenance
+    return {avail: site, **maintenance.site_files(project, m.allow, m.message)}
 
 
 def site_pieces(cfg) -> dict:
@@ -172,7 +178,7 @@ def survey(cfg, role: str, database: str) -> Cmd:
     avail, enabled = site_paths(cfg.project["name"])
     managed = [
         *unit_files(cfg),
-        avail,
+        *site_file(cfg),
         *single_unit_files(cfg.project["name"]),
         sites.DEFAULT_AVAIL,
         *tlscmd.host_files(cfg),

@@ -16,6 +16,7 @@ from urllib.parse import quote as urlquote
 
 from mlctl import remote
 from mlctl.commands import cutover as cut
+from mlctl.commands import maintenance
 from mlctl.commands import provision as pv
 from mlctl.commands import service
 from mlctl.commands import sites
@@ -317,7 +318,9 @@ def site_step(facts: HostFacts, cfg) -> Step:
     live = live_files(facts, cfg)
     if not writes and not live and facts.site_linked and facts.default_on == default_on:
         return Step("nginx site", False)
-    return Step("nginx site", True, (*live, *writes, *enable_actions(avail, enabled, default_on)))
+    page_dir = Action("maintenance page dir", maintenance.make_state_dir(cfg.project["name"]))
+    actions = (*live, page_dir, *writes, *enable_actions(avail, enabled, default_on))
+    return Step("nginx site", True, actions)
 
 
 def live_files(facts: HostFacts, cfg) -> tuple[Action, ...]:

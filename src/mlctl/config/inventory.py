@@ -83,6 +83,8 @@ class EnvConfig:
     build = sections.Typed(sections.Build)
     cutover = sections.Typed(sections.Cutover)
     tls = sections.Typed(sections.Tls)
+    guards = sections.Typed(sections.Guards)
+    maintenance = sections.Typed(sections.Maintenance)
 
     # The plain settings, one name each (schema.py says what each means; `hosts` and `color`
     # are properties below, as they fill in a default).
@@ -111,6 +113,7 @@ class EnvConfig:
     tag_deploys = sections.Value()
     require_tests = sections.Value()
     tls_cert = sections.Value()
+    notify = sections.Value()
 
     @property
     def local(self) -> bool:

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlctl.config.healthpaths import path_problem
+from mlctl.config.operator_settings import (
+    READ_ONLY_COMMANDS,
+    address_problem,
+    notify_problem,
+)
 
 
 @dataclass(frozen=True)
@@ -230,6 +235,41 @@ ENV_KEYS = section(
         )
     ),
     tls_cert=Field(str, "", doc="a certificate file on the host whose expiry `check` reads"),
+    # Operator commands, the maintenance page and deploy notifications (tasks/operator.py,
+    # tasks/maintenance.py, tasks/notify.py).
+    guards=Field(
+        section(
+            read_only_commands=Field(
+                list,
+                list(READ_ONLY_COMMANDS),
+                doc="management commands `manage` runs on a protected environment without the "
+                "confirmation (they change nothing)",
+            ),
+        )
+    ),
+    maintenance=Field(
+        section(
+            allow=Field(
+                list,
+                [],
+                check=address_problem,
+                doc="addresses or networks (10.0.0.0/8) that still reach the app while the "
+                "maintenance page is on; the host itself always does",
+            ),
+            message=Field(
+                str,
+                "The site is down for maintenance and will be back shortly.",
+                doc="the page's text (`maintenance on --message` replaces it once)",
+            ),
+        )
+    ),
+    notify=Field(
+        list,
+        [],
+        check=notify_problem,
+        doc="webhooks told of deploys: {webhook: URL, on: [deploy, rollback, failure]} "
+        "(JSON with a Slack-compatible `text`; a failed post is a warning, never a failure)",
+    ),
 )
 
 TOP = section(

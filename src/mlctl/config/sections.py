@@ -141,6 +141,21 @@ class Tls(_Section):
         return self.mode != "off"
 
 
+@dataclass(frozen=True)
+class Guards(_Section):
+    """What a protected environment's guards let through: `manage` commands that change nothing."""
+
+    read_only_commands: tuple
+
+
+@dataclass(frozen=True)
+class Maintenance(_Section):
+    """Who still reaches the app while the maintenance page is on, and the page's text."""
+
+    allow: tuple
+    message: str
+
+
 T = TypeVar("T")
 
 
@@ -186,4 +201,6 @@ SECTIONS = {
     "build": Build,
     "cutover": Cutover,
     "tls": Tls,
+    "guards": Guards,
+    "maintenance": Maintenance,
 }

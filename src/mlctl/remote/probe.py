@@ -31,6 +31,7 @@ if __package__:  # imported by mlctl; on a host these modules are sent in front
         failed_units,
         host_python,
         load,
+        maintenance,
         memory,
         nginx,
         nginx_logs,
@@ -82,7 +83,7 @@ def plan(mode, remote, rel, tls_cert, served=False):
         probes += ([django_probe] if rel else []) + ([nginx] if remote else [])
     if mode == "monitor" and remote:
         probes += [failed_units, nginx_logs]
-    return probes
+    return probes + ([maintenance] if remote else [])
 
 
 def gather(probes):

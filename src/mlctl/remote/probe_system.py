@@ -85,6 +85,14 @@ def nginx():
     return out
 
 
+def maintenance():
+    # The maintenance page's flag file (commands/maintenance.py): on while it exists.
+    try:
+        return {"on": True, "since": os.stat(CFG["maintenance_flag"]).st_mtime}
+    except (KeyError, OSError):
+        return {"on": False}
+
+
 def env_file():
     try:
         st = os.stat(path("shared", ".env"))

@@ -47,6 +47,7 @@ from mlctl.tasks.judges import (  # noqa: F401 — Check, deploy_checks_check, l
     site_checks,
     tls_check,
 )
+from mlctl.tasks.maintenance import maintenance_check
 from mlctl.transport.selection import open_session
 
 # ---------------------------------------------------------------- gathering facts
@@ -151,6 +152,8 @@ def _serving_checks(facts: dict, settings: dict, unit: str, has_release: bool) -
         out.append(judged(facts, "nginx", nginx_config_check, name="nginx-config"))
         out.append(judged(facts, "nginx", nginx_active_check))
     out += site_checks(facts.get("site"), settings["health"], has_release)
+    if "maintenance" in facts:  # the page is on: say so beside the app's own health
+        out.append(judged(facts, "maintenance", maintenance_check))
     if not local:
         out.append(permissions_check(facts.get("permissions"), settings["app_user"], has_release))
         out.append(judged(facts, "env_file", env_file_check, name="env-file"))

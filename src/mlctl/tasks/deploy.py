@@ -23,16 +23,17 @@ from mlctl.core.errors import (
 )
 from mlctl.core.shell import Cmd, script
 from mlctl.project import source
-from mlctl.tasks import guards, hoststeps, prune, serving, setup_hosts
+from mlctl.tasks import guards, hoststeps, notify, prune, serving, setup_hosts
 from mlctl.tasks.compensation import Compensation, migration_failed
 from mlctl.tasks.deploy_checks import Preflight
+from mlctl.tasks.maintenance import Window
 from mlctl.tasks.venvbuild import VenvBuild
 from mlctl.transport import locking
 from mlctl.transport.journal import local_user
 from mlctl.transport.selection import open_session
 
 
-def deploy_task(sel, ref=None, dry_run=False, skip_tests=False, yes=False) -> int:
+def deploy_task(sel, ref=None, dry_run=False, skip_tests=False, maintenance=False, yes=False):
     with open_session(sel, "deploy") as sess:
         cfg = sess.cfg
         if skip_tests and cfg.protected:
@@ -49,7 +50,7 @@ def deploy_task(sel, ref=None, dry_run=False, skip_tests=False, yes=False) -> in
                 cfg.name, cfg.color, f"deploy {src.commit[:12]} ({src.subject[:50]})", cfg.hosts
             )
             reaching.result()
-            rid = Deploy(sess, src, dry_run).run()
+            rid = Deploy(sess, src, dry_run, maintenance).run()
     if not dry_run:
         console.done(f"{cfg.name}: release {rid} is live on {len(sess.hosts)} host(s)")
     return 0
@@ -86,7 +87,7 @@ def local_preflight(cfg, ref: str | None, skip_tests: bool) -> source.Source:
 class Deploy(Preflight, VenvBuild, Compensation):
     """One deploy's pipeline and what it has done so far (what a failure puts back)."""
 
-    def __init__(self, sess, src: source.Source, dry_run: bool = False):
+    def __init__(self, sess, src: source.Source, dry_run: bool = False, maintenance=False):
         self.sess, self.cfg, self.src, self.dry = sess, sess.cfg, src, dry_run
         self.lay = Layout(self.cfg.deploy_to)
         self.rid = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "-" + src.commit[:12]
@@ -100,6 +101,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
         self.static = None  # one collected static file the health checks request
         self.stage = "preflight"
         self.needs_operator = False
+        self.page = Window(sess, maintenance)  # deploy --maintenance (tasks/maintenance.py)
 
     # ------------------------------------------------------------ the pipeline
 
@@ -115,15 +117,22 @@ class Deploy(Preflight, VenvBuild, Compensation):
             self.stage = "build"
             sess.each(self.build)
             self.stage = "migrate"
+            self.page.open()
             self.migrate()
             self.stage = "switch"
             self.switch_all()
             self.stage = "done"
             sess.each(self.finish)
             self.tag()
+            self.page.close()
+            if not self.dry:
+                notify.send(sess, "deploy", self.rid, self.src.commit)
         except BaseException as e:
             with cancel.held(reraise=False):  # a signal now must not cut the cleanup short
                 self.fail(e)
+                self.page.left_open()
+                if not self.dry:
+                    notify.send(sess, "deploy", self.rid, self.src.commit, e)
             raise
         finally:
             with cancel.held(reraise=False):

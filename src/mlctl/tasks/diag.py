@@ -14,6 +14,7 @@ from rich.table import Table
 from mlctl.config import healthpaths
 from mlctl.core import console
 from mlctl.tasks.checks import gather, lock_state
+from mlctl.tasks.maintenance import status_note
 from mlctl.transport.selection import open_session
 
 FIELDS = (
@@ -259,7 +260,7 @@ def status_line(host: str, facts: dict, expect_status: int, now: float | None = 
     commit = (meta.get("commit") or "?")[:12]
     return (
         f"{host}  {rel['current']}  {commit}  {age_text(meta.get('when'), now)}  "
-        f"health {health}"
+        f"health {health}{status_note(facts)}"
     ), healthy
 
 

@@ -11,6 +11,9 @@ from mlctl.core.errors import GuardRefused
 from mlctl.transport.journal import local_user
 
 GUARDED = {"deploy", "rollback", "migrate", "bounce", "restore", "setup", "unlock"}
+# The operator commands (tasks/operator.py, tasks/maintenance.py); `manage` skips the guard for
+# the read-only commands the inventory lists.
+GUARDED |= {"manage", "shell", "dbshell", "ssh", "maintenance"}
 
 
 def confirm(

@@ -17,7 +17,7 @@ from mlctl.commands.facts import nonempty
 from mlctl.config.layout import Layout, check_release_id
 from mlctl.core import cancel, console
 from mlctl.core.errors import MlctlError, NeedsOperator, RollbackFailed
-from mlctl.tasks import guards, hoststeps, serving
+from mlctl.tasks import guards, hoststeps, notify, serving
 from mlctl.tasks.releases import rollback_target
 from mlctl.transport import locking
 from mlctl.transport.selection import open_session
@@ -40,11 +40,13 @@ def rollback_task(sel, to=None, db="auto", yes=False) -> int:
         except BaseException as e:
             with cancel.held(reraise=False):  # a signal now must not cut the cleanup short
                 record_failure(locked, target, db, e)
+                notify.send(sess, "rollback", target, notify.commit_of(target), e)
             raise
         finally:
             with cancel.held(reraise=False):
                 sess.each_settled(locking.unlock, locked)
     console.done(f"{cfg.name}: serving {target}")
+    notify.send(sess, "rollback", target, notify.commit_of(target))
     return 0
 
 

@@ -19,7 +19,7 @@ _mlctl_envs() {
 
 _mlctl() {
     local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD - 1]}"
-    local tasks="deploy rollback check diag status bounce migrate snapshot restore releases logs monitor lock unlock setup config init"
+    local tasks="deploy rollback check diag status bounce migrate snapshot restore releases logs monitor lock unlock setup config manage shell dbshell ssh maintenance init"
     local global="--inventory -i --host --set --log-dir -v --debug --verbose --help -h"
     local task="" w opts
     for w in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do
@@ -30,7 +30,7 @@ _mlctl() {
         --db) COMPREPLY=($(compgen -W "auto code-only reverse restore" -- "$cur")); return ;;
         --service) COMPREPLY=($(compgen -W "app nginx-access nginx-error" -- "$cur")); return ;;
         --ci) COMPREPLY=($(compgen -W "github gitlab" -- "$cur")); return ;;
-        --ref | --to | --host | --set | --since | --lines | -n | --interval | --window | --webhook) return ;;
+        --ref | --to | --host | --set | --since | --lines | -n | --interval | --window | --webhook | --env | --command | -c | --message) return ;;
     esac
     if [ -z "$task" ]; then
         if [[ $cur == -* ]]; then
@@ -41,7 +41,7 @@ _mlctl() {
         return
     fi
     case "$task" in
-        deploy) opts="--ref --dry-run --skip-tests --lock-wait --yes -y" ;;
+        deploy) opts="--ref --dry-run --skip-tests --maintenance --lock-wait --yes -y" ;;
         rollback) opts="--to --db --lock-wait --yes -y" ;;
         check) opts="--json" ;;
         diag) opts="--json --watch --interval" ;;
@@ -57,9 +57,16 @@ _mlctl() {
         unlock) opts="--force --yes -y" ;;
         setup) opts="--yes -y" ;;
         config) opts="--json" ;;
+        manage) opts="--all-hosts --env --yes -y" ;;
+        shell) opts="--command -c --yes -y" ;;
+        dbshell) opts="--command -c --yes -y" ;;
+        ssh) opts="--command -c --yes -y" ;;
+        maintenance) opts="--message --yes -y" ;;
         init) opts="--force --ci" ;;
     esac
-    if [ "$task" = init ] && [[ $cur != -* ]]; then
+    if [ "$task" = maintenance ] && [[ $cur != -* ]]; then
+        COMPREPLY=($(compgen -W "on off" -- "$cur"))
+    elif [ "$task" = init ] && [[ $cur != -* ]]; then
         COMPREPLY=($(compgen -d -- "$cur"))
     else
         COMPREPLY=($(compgen -W "$opts $global" -- "$cur"))

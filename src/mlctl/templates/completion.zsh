@@ -35,6 +35,11 @@ _mlctl() {
         'unlock:release a stale deploy lock'
         'setup:provision bare hosts (idempotent)'
         'config:print the resolved configuration (secrets masked)'
+        'manage:run a management command in the current release'
+        'shell:Django's shell in the current release'
+        'dbshell:the database client with the release's settings'
+        'ssh:log in at the current release'
+        'maintenance:nginx answers 503 with a maintenance page'
         'init:add mlctl to an existing Django project'
     )
     local global=(--inventory -i --host --set --log-dir -v --debug --verbose --help -h)
@@ -53,7 +58,7 @@ _mlctl() {
         return
     fi
     case $task in
-        deploy) opts=(--ref --dry-run --skip-tests --lock-wait --yes -y) ;;
+        deploy) opts=(--ref --dry-run --skip-tests --maintenance --lock-wait --yes -y) ;;
         rollback) opts=(--to --db --lock-wait --yes -y) ;;
         check) opts=(--json) ;;
         diag) opts=(--json --watch --interval) ;;
@@ -69,9 +74,16 @@ _mlctl() {
         unlock) opts=(--force --yes -y) ;;
         setup) opts=(--yes -y) ;;
         config) opts=(--json) ;;
+        manage) opts=(--all-hosts --env --yes -y) ;;
+        shell) opts=(--command -c --yes -y) ;;
+        dbshell) opts=(--command -c --yes -y) ;;
+        ssh) opts=(--command -c --yes -y) ;;
+        maintenance) opts=(--message --yes -y) ;;
         init) opts=(--force --ci) ;;
     esac
-    if [[ $task == init && $PREFIX != -* ]]; then
+    if [[ $task == maintenance && $PREFIX != -* ]]; then
+        compadd -- on off
+    elif [[ $task == init && $PREFIX != -* ]]; then
         _files -/
     else
         compadd -- $opts $global
