@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from mlctl import remote
+from mlctl.commands import processes
 from mlctl.commands.db import load_env
 from mlctl.config import healthpaths
 from mlctl.config.layout import Layout, unit_name
@@ -55,7 +56,18 @@ def probe_config(settings: dict, project: dict, mode: str, window: int = 300) ->
         "window": int(window),
         "access_log": NGINX_LOGS["nginx-access"],
         "error_log": NGINX_LOGS["nginx-error"],
+        "processes": process_entries(settings, project["name"]),
     }
+
+
+def process_entries(settings: dict, project: str) -> list[dict]:
+    """The processes and schedules the probe reads the units of (systemd service only)."""
+    if settings["service"] != "systemd":
+        return []
+    return [
+        {"name": p.name, "kind": p.kind, "unit": p.unit(project)}
+        for p in processes.declared(settings)
+    ]
 
 
 def facts(python: str, config: dict) -> Cmd:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.resources import files
 
+from mlctl.commands import process_setup
 from mlctl.commands.db import load_env
 from mlctl.config.layout import Layout, unit_name
 from mlctl.core.shell import Cmd, Raw, script
@@ -110,7 +111,7 @@ def survey(cfg, role: str, database: str) -> Cmd:
     lay = Layout(cfg.deploy_to)
     unit = unit_name(cfg.project["name"])
     avail, enabled = site_paths(cfg.project["name"])
-    managed = [*unit_files(cfg), avail]
+    managed = [*unit_files(cfg), avail, *process_setup.wanted_files(cfg)]
     parts = [
         *_section("tools", Raw("for t in"), Cmd.of(*required_tools(cfg))),
         Raw('; do command -v "$t" >/dev/null || echo "$t"; done;'),
@@ -121,6 +122,7 @@ def survey(cfg, role: str, database: str) -> Cmd:
         *_section("sums", Cmd.of("sha256sum", *managed), Raw("2>/dev/null;")),
         *_section("socket", *_socket_state(unit)),
         *_section("site", *site_linked(avail, enabled), Raw("&& echo yes;")),
+        *_section(process_setup.STEP, process_setup.survey(cfg)),
     ]
     if cfg.database.engine != "postgresql":
         return Cmd((*parts, Raw("true")))

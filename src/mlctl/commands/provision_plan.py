@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote as urlquote
 
+from mlctl.commands import process_setup
 from mlctl.commands import provision as pv
 from mlctl.commands.release import write_file
 from mlctl.config.layout import Layout, sqlite_path, unit_name
@@ -56,6 +57,7 @@ class HostFacts:
     has_role: bool = False
     has_db: bool = False
     can_login: bool = False
+    processes: str = ""  # the survey's processes section (commands/process_setup.py reads it)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ def host_facts(host: str, address: str, sections: dict[str, str]) -> HostFacts:
         has_role=db[0] == "1",
         has_db=db[-1] == "1",
         can_login=sections.get("login") == "yes",
+        processes=sections.get("processes", ""),
     )
 
 
@@ -102,6 +105,7 @@ def plan(facts: HostFacts, cfg, new_secret: Callable[[int], str] = secrets.token
         env_step(facts.env, env, lay, "0640", app),
         units_step(facts, cfg),
         site_step(facts, cfg),
+        process_setup.step(facts, cfg),
     ]
     return Plan(steps, env, env_secrets(env))
 

@@ -109,6 +109,9 @@ class EnvConfig:
     tag_deploys = sections.Value()
     require_tests = sections.Value()
     tls_cert = sections.Value()
+    processes = sections.Value()
+    schedule = sections.Value()
+    packages = sections.Value()
 
     @property
     def local(self) -> bool:

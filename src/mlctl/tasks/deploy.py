@@ -23,7 +23,7 @@ from mlctl.core.errors import (
 )
 from mlctl.core.shell import Cmd, script
 from mlctl.project import source
-from mlctl.tasks import guards, hoststeps, prune, setup_hosts
+from mlctl.tasks import guards, hoststeps, processes, prune, setup_hosts
 from mlctl.tasks.compensation import Compensation, migration_failed
 from mlctl.tasks.deploy_checks import Preflight
 from mlctl.tasks.venvbuild import VenvBuild
@@ -236,6 +236,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
         self.switched.append(host)
         hoststeps.serve(host, self.rid)
         self.hooks(host, "after_switch")
+        processes.follow_web(host)
         if not self.dry:
             console.step(host.name, f"serving {self.rid}", "green")
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from mlctl.config import healthpaths
 from mlctl.core import console
+from mlctl.tasks import process_checks
 from mlctl.tasks.checks import gather, lock_state
 from mlctl.transport.selection import open_session
 
@@ -24,6 +25,7 @@ FIELDS = (
     "python",
     "django",
     "gunicorn",
+    "processes",
     "nginx",
     "database",
     "disk",
@@ -53,6 +55,7 @@ def diag_fields(facts: dict, settings: dict) -> dict:
         "python": dj.get("python") or (facts.get("host_python") or {}).get("version"),
         "django": dj.get("version"),
         "gunicorn": gunicorn_field(facts.get("gunicorn") or {}),
+        "processes": process_checks.diag_field(facts),
         "nginx": (facts.get("nginx") or {}).get("active", "n/a"),
         "database": database_field(dj, bool(rel.get("exists"))),
         "disk": _pick(facts.get("disk"), "used_pct", "free_bytes"),
@@ -128,6 +131,8 @@ def field_text(name: str, value) -> str:
         return f"{value['count']}: " + ", ".join(value["list"]) if value["count"] else "0"
     if name == "lock":
         return value["detail"]
+    if name == "processes":
+        return "; ".join(f"{k}: {v}" for k, v in value.items())
     return str(value)
 
 
@@ -141,6 +146,8 @@ def diag_table(env: str, hosts: dict[str, dict]) -> Table:
         table.add_row("error", *[escape(f["error"]) for f in hosts.values()])
         return table
     for name in FIELDS:
+        if name == "processes" and not any(f.get(name) for f in hosts.values()):
+            continue  # none declared
         cells = []
         for fields in hosts.values():
             if "error" in fields:
@@ -251,6 +258,9 @@ def status_line(host: str, facts: dict, expect_status: int, now: float | None = 
         else (site.get("status") or site.get("error") or "no answer")
     )
     health = "ok" if healthy else f"fail ({why})"
+    troubles = process_checks.troubles(facts)
+    healthy = healthy and not troubles
+    health += "".join(f"; {t}" for t in troubles)
     commit = (meta.get("commit") or "?")[:12]
     return (
         f"{host}  {rel['current']}  {commit}  {age_text(meta.get('when'), now)}  "

@@ -18,11 +18,21 @@ from pathlib import Path
 from mlctl.config.sections import Health, Thresholds
 from mlctl.core import console
 from mlctl.core.errors import UsageError
+from mlctl.tasks import process_checks
 from mlctl.tasks.checks import gather
 from mlctl.transport.journal import state_dir
 from mlctl.transport.selection import open_session
 
-ALERT_NAMES = ("unreachable", "disk", "memory", "failed_units", "rate_5xx", "error_log", "site")
+ALERT_NAMES = (
+    "unreachable",
+    "disk",
+    "memory",
+    "failed_units",
+    "rate_5xx",
+    "error_log",
+    "site",
+    "process",
+)
 
 
 @dataclass
@@ -52,6 +62,11 @@ def evaluate(host: str, facts: dict, settings: dict) -> tuple[list[Alert], dict[
     for judge in (_disk, _memory, _failed_units, _rate_5xx, _error_log):
         judge(host, facts, t, alerts, metrics)
     _site(host, facts, settings, alerts, metrics)
+    troubles = process_checks.troubles(facts)
+    if "processes" in facts:
+        metrics["processes_down"] = len(troubles)
+    if troubles:  # one alert per host: its key is host/process
+        alerts.append(Alert(host, "process", "; ".join(troubles), len(troubles), 0))
     return alerts, metrics
 
 
