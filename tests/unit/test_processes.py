@@ -145,8 +145,8 @@ def test_unit_commands():
     units = ["mlctl-shop-worker.service", "mlctl-shop-x.timer"]
     assert proc.enable(units, "/srv/shop/current").render() == (
         "set -e; systemctl daemon-reload ; systemctl enable mlctl-shop-worker.service "
-        "mlctl-shop-x.timer ; if [ -e /srv/shop/current ]; then systemctl restart "
-        "mlctl-shop-worker.service mlctl-shop-x.timer ; fi ;"
+        "mlctl-shop-x.timer ; systemctl restart mlctl-shop-x.timer ; if [ -e /srv/shop/current ]; "
+        "then systemctl restart mlctl-shop-worker.service ; fi ;"
     )
     assert proc.disable(units[:1]).render() == (
         "systemctl disable --now mlctl-shop-worker.service 2>/dev/null || true"
@@ -239,10 +239,10 @@ def test_settings_resolve(write_inventory):
         ("processes: {worker: {command: x, host: all}}", "processes.worker.host: unknown key"),
         ("processes: {worker: {command: x, hosts: 3}}", "3: the environment has 2 host(s)"),
         ("processes: {worker: {command: x, hosts: 0}}", "0: the environment has 2 host(s)"),
-        ("processes: {worker: {command: x, hosts: [w9]}}", "'w9' is not one of the environment's hosts"),
-        ("processes: {worker: {command: x, hosts: some}}", "'some': expected all, a count or a list"),
+        ("processes: {worker: {command: x, hosts: [w9]}}", "'w9' is not one of the environment"),
+        ("processes: {worker: {command: x, hosts: some}}", "'some': expected all, a count"),
         ("processes: {worker: {hosts: all}}", "processes.worker.command: a command is required"),
-        ("processes: {worker: {command: \"a 'b\"}}", "processes.worker.command: a command is required"),
+        ("processes: {worker: {command: \"a 'b\"}}", "worker.command: a command is required"),
         ("processes: {web: {command: x}}", "'web': use a-z"),
         ("processes: {Worker: {command: x}}", "'Worker': use a-z"),
         ("processes: {worker: {command: x, stop_timeout: 0}}", "stop_timeout: must be positive"),

@@ -75,6 +75,7 @@ def test_bare_host_plan_runs_every_step_in_order(cfg):
         ("shared .env", True),
         ("gunicorn units", True),
         ("nginx site", True),
+        ("processes", False),  # none declared
     ]
     labels = [label for label, _ in actions(plan)]
     assert labels == [
@@ -151,7 +152,7 @@ def test_provisioned_host_keeps_its_own_secrets(pg_cfg):
     assert plan.env["SECRET_KEY"] == "kept-key"
     assert plan.env["PGPASSWORD"] == "generated-24"  # the first plan's, found in the .env
     assert plan.env["DATABASE_URL"] == "postgresql://app:generated-24@localhost:5432/app"
-    assert [s.changed for s in plan.steps] == [False] * 7
+    assert [s.changed for s in plan.steps] == [False] * 8
 
 
 def test_drifted_host_rewrites_only_what_drifted(cfg):
@@ -189,7 +190,8 @@ def test_stopped_socket_is_enabled_again_without_rewriting_the_units(cfg):
 
 
 def test_a_nginx_site_that_fails_its_test_stops_setup_before_the_reload(cfg):
-    step = planner.plan(provisioned(cfg, site_linked=False), cfg, fixed_secret).steps[-1]
+    plan = planner.plan(provisioned(cfg, site_linked=False), cfg, fixed_secret)
+    step = next(s for s in plan.steps if s.name == "nginx site")
     enable, reload = step.actions
     assert enable.refusal == "nginx -t rejected the site; nginx was not reloaded"
     assert not reload.refusal
@@ -276,6 +278,7 @@ def test_survey_reads_everything_in_one_command_with_the_database_probe_last(pg_
         "marker",
         "env",
         "sums",
+        "processes",
         "socket",
         "site",
         "login",

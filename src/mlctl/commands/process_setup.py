@@ -128,7 +128,11 @@ def unit_actions(host: str, cfg, states: dict, rewritten: bool, has_release: boo
     on = [proc.started_unit(p, project) for p in here]
     off = [proc.started_unit(p, project) for p in elsewhere]
     enabled = all(states.get(u, ("none",))[0] == "enabled" for u in on)
-    running = all(states.get(u, ("", "none"))[1] in RUNNING for u in on) or not has_release
+    running = all(
+        states.get(u, ("", "none"))[1] in RUNNING
+        for u in on
+        if has_release or u.endswith(".timer")  # a service needs a release to run
+    )
     stray = any(
         states.get(u, ("none", "none"))[0] == "enabled" or states.get(u, ("", ""))[1] in RUNNING
         for u in off

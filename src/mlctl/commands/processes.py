@@ -147,14 +147,17 @@ def started_unit(p: Process, project: str) -> str:
 
 
 def enable(units: list[str], current: str) -> Cmd:
-    """Enable the units and (re)start them when a release is there to run (a first setup has
-    none yet: the first deploy starts them)."""
-    restart = Cmd.of("systemctl", "restart", *units)
-    return script(
-        Cmd.of("systemctl", "daemon-reload"),
-        Cmd.of("systemctl", "enable", *units),
-        Cmd((Raw("if [ -e"), Cmd.of(current), Raw("]; then"), restart, Raw("; fi"))),
-    )
+    """Enable the units; (re)start the timers, and the services when a release is there to run
+    (a first setup has none yet: the first deploy starts them)."""
+    services = [u for u in units if not u.endswith(".timer")]
+    timers = [u for u in units if u.endswith(".timer")]
+    cmds = [Cmd.of("systemctl", "daemon-reload"), Cmd.of("systemctl", "enable", *units)]
+    if timers:
+        cmds.append(Cmd.of("systemctl", "restart", *timers))
+    if services:
+        restart = Cmd.of("systemctl", "restart", *services)
+        cmds.append(Cmd((Raw("if [ -e"), Cmd.of(current), Raw("]; then"), restart, Raw("; fi"))))
+    return script(*cmds)
 
 
 def disable(units: list[str]) -> Cmd:

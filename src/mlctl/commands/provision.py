@@ -120,9 +120,9 @@ def survey(cfg, role: str, database: str) -> Cmd:
         *_section("dirs", *dirs_off(dir_specs(lay, cfg.app_user, cfg.shared_dirs))),
         *_read_files(lay),
         *_section("sums", Cmd.of("sha256sum", *managed), Raw("2>/dev/null;")),
+        *_section(process_setup.STEP, process_setup.survey(cfg)),
         *_section("socket", *_socket_state(unit)),
         *_section("site", *site_linked(avail, enabled), Raw("&& echo yes;")),
-        *_section(process_setup.STEP, process_setup.survey(cfg)),
     ]
     if cfg.database.engine != "postgresql":
         return Cmd((*parts, Raw("true")))
