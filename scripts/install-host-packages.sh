@@ -4,7 +4,7 @@
 # is built by mmdebstrap, which checks its packages against debian-archive-keyring's trixie keys.
 set -euo pipefail
 pkgs=(systemd-container openssh-server nginx sudo python3-venv postgresql iproute2 git
-  mmdebstrap debian-archive-keyring)
+  redis-server mmdebstrap debian-archive-keyring)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from mlctl.project import processes_found as found
 from mlctl.tasks import diag, monitor, process_checks
 from mlctl.tasks.judges import FAIL, OK, WARN, Check
@@ -108,6 +110,20 @@ def test_diag_status_and_monitor_show_them():
     assert metrics["processes_down"] == 1
 
 
+def test_unit_times_read_as_epochs(monkeypatch):
+    from mlctl.remote import probe_app
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        assert probe_app.epoch("@1764590400") == 1764590400
+        assert probe_app.epoch("Wed 2026-12-02 00:00:00 UTC") == 1796169600
+        assert probe_app.epoch("") is None and probe_app.epoch("n/a") is None
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
 def test_without_processes_nothing_is_shown():
     assert process_checks.checks({"release": {"current": RID}}) == []
     assert process_checks.diag_field({}) is None
@@ -136,8 +152,9 @@ def test_a_celery_app_module_is_found(tmp_path):
     got = found.find(tmp_path, "CELERY_BROKER_URL = 'redis://localhost'", "shop")
     assert got.source == "config.celery_app (a Celery app)" and got.redis and not got.sessions
     assert found.block(got) == (
-        "  # Processes besides web, found in config.celery_app (a Celery app). Uncomment them once\n"
-        "  # their broker answers on the servers (packages: [redis-server] runs one on each host):\n"
+        "  # Processes besides web, found in config.celery_app (a Celery app). Uncomment them"
+        " once\n  # their broker answers on the servers (packages: [redis-server] runs one on"
+        " each host):\n"
         "  # processes:\n"
         '  #   worker: {command: "celery -A config.celery_app worker -l info", hosts: all,'
         " stop_timeout: 60}\n"

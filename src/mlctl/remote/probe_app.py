@@ -5,6 +5,7 @@ import concurrent.futures
 import http.client
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -257,8 +258,9 @@ def permissions():
 
 
 UNIT_PROPS = ("Id", "ActiveState", "SubState", "MainPID", "UnitFileState", "Result",
-              "ExecMainStatus", "ExecMainExitTimestamp", "LastTriggerUSec",
-              "NextElapseUSecRealtime")  # fmt: skip
+              "ExecMainStatus", "ExecMainStartTimestamp", "ExecMainExitTimestamp",
+              "LastTriggerUSec", "NextElapseUSecRealtime")  # fmt: skip
+LOCAL_TIME = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})")
 
 
 def unit_blocks(units):
@@ -276,8 +278,13 @@ def unit_blocks(units):
 
 
 def epoch(value):
+    # "@1764590400" (--timestamp=unix), or a timer's next elapse, which systemctl prints in the
+    # host's local time whatever --timestamp says ("Wed 2026-12-02 00:00:00 UTC").
     value = (value or "").strip()
-    return int(value[1:]) if value.startswith("@") and value[1:].isdigit() else None
+    if value.startswith("@") and value[1:].isdigit():
+        return int(value[1:])
+    m = LOCAL_TIME.search(value)
+    return int(time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))) if m else None
 
 
 def process_state(b, unit):
@@ -316,7 +323,8 @@ def processes():
                        "enabled": timer.get("UnitFileState") or "none"},
                 result=svc.get("Result"),
                 status=svc.get("ExecMainStatus"),
-                last=epoch(timer.get("LastTriggerUSec")),
+                # a run started by hand counts as much as the timer's
+                last=epoch(svc.get("ExecMainStartTimestamp") or timer.get("LastTriggerUSec")),
                 ended=epoch(svc.get("ExecMainExitTimestamp")),
                 next=epoch(timer.get("NextElapseUSecRealtime")),
             )  # fmt: skip
