@@ -359,3 +359,15 @@ def test_the_survey_reads_the_step_s_facts(write_inventory):
 def test_without_processes_the_step_is_ok(write_inventory):
     cfg = live_with(write_inventory, "")
     assert ps.step(facts("w1.example.internal", ""), cfg) == planner.Step("processes", False, ())
+
+
+def test_a_stopped_timer_is_started_even_without_a_release(write_inventory):
+    cfg = live_with(write_inventory, 'schedule: {c: {command: "manage.py clearsessions"}}\n')
+    found = "unit mlctl-app-c.timer enabled inactive\n" + "".join(
+        f"file {p}\n" for p in ps.wanted_files(cfg)
+    )
+    step = ps.step(facts("w1.example.internal", found, written(cfg)), cfg)
+    assert [a.cmd.render() for a in step.actions] == [
+        "set -e; systemctl daemon-reload ; systemctl enable mlctl-app-c.timer ; "
+        "systemctl restart mlctl-app-c.timer ;"
+    ]

@@ -103,6 +103,10 @@ def test_diag_status_and_monitor_show_them():
     facts["site"] = {"ok": True, "status": 200, "results": []}
     text, healthy = diag.status_line(H2, facts, 200, now=0)
     assert not healthy and text.endswith("health ok; worker inactive")
+    up = host_facts(H1, worker=worker(), beat=worker(), clearsessions=timer())
+    up["site"] = facts["site"]
+    text, healthy = diag.status_line(H1, up, 200, now=0)
+    assert healthy and text.endswith("health ok; up: beat, worker")
     alerts, metrics = monitor.evaluate(H2, facts, {"thresholds": {}, "health": {}})
     assert [(a.alert, a.detail) for a in alerts if a.alert == "process"] == [
         ("process", "worker inactive")
@@ -173,3 +177,53 @@ def test_a_procfile_wins_and_sessions_get_their_timer(tmp_path):
         '    clearsessions: {command: "manage.py clearsessions", on: daily}\n'
     )
     assert found.block(found.Found({}, "", False, False)) == ""
+
+
+# ---------------------------------------------------------------- follow_web
+
+
+class FakeHost:
+    """Records the steps a task runs on it (name, rendered command)."""
+
+    def __init__(self, name, cfg, ok=True):
+        self.name, self.ran, self.ok = name, [], ok
+        self.session = type("S", (), {"cfg": cfg, "planning": False})()
+
+    def run(self, step, cmd, warn=False):
+        self.ran.append((step, cmd.render()))
+        return type("R", (), {"ok": self.ok, "code": 0 if self.ok else 5, "stderr": "boom"})()
+
+
+def cfg_of(settings, service="systemd"):
+    attrs = {"settings": {**settings, "service": service}, "service": service, "name": "live"}
+    attrs.update(processes=settings["processes"], project={"name": "app"})
+    return type("C", (), attrs)()
+
+
+def test_follow_web_restarts_what_belongs_and_stops_the_rest():
+    from mlctl.tasks import processes
+
+    assert processes.units_of(cfg_of(SETTINGS), H1) == (
+        ["mlctl-app-beat.service", "mlctl-app-worker.service"],
+        [],
+    )
+    h2 = FakeHost(H2, cfg_of(SETTINGS))
+    processes.follow_web(h2)
+    assert h2.ran == [
+        ("stop processes not meant here",
+         "systemctl disable --now mlctl-app-beat.service 2>/dev/null || true"),
+        ("restart processes",
+         "systemctl reset-failed mlctl-app-worker.service 2>/dev/null || true; "
+         "systemctl restart mlctl-app-worker.service"),
+    ]  # fmt: skip
+    dev = FakeHost(H1, cfg_of(SETTINGS, service="pidfile"))
+    processes.follow_web(dev)
+    assert dev.ran == []  # a local (pidfile) environment runs no processes
+
+
+def test_a_process_that_does_not_restart_is_reported_not_raised(capsys):
+    from mlctl.tasks import processes
+
+    h1 = FakeHost(H1, cfg_of(SETTINGS), ok=False)
+    processes.follow_web(h1)
+    assert "processes did not restart: boom (see `check`)" in capsys.readouterr().err

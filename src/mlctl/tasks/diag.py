@@ -258,9 +258,8 @@ def status_line(host: str, facts: dict, expect_status: int, now: float | None = 
         else (site.get("status") or site.get("error") or "no answer")
     )
     health = "ok" if healthy else f"fail ({why})"
-    troubles = process_checks.troubles(facts)
-    healthy = healthy and not troubles
-    health += "".join(f"; {t}" for t in troubles)
+    healthy = healthy and not process_checks.troubles(facts)
+    health += process_checks.status_words(facts)
     commit = (meta.get("commit") or "?")[:12]
     return (
         f"{host}  {rel['current']}  {commit}  {age_text(meta.get('when'), now)}  "

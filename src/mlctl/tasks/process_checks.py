@@ -110,6 +110,18 @@ def diag_field(facts: dict) -> dict | None:
     return out
 
 
+def status_words(facts: dict) -> str:
+    """status's words on the processes: those up here, then what is wrong ("" when none)."""
+    entries, meant = _entries(facts)
+    up = [
+        n
+        for n, e in sorted(entries.items())
+        if e["kind"] == "process" and n in meant and e["active"] in RUNNING
+    ]
+    words = ([f"up: {', '.join(up)}"] if up else []) + troubles(facts)
+    return "".join(f"; {w}" for w in words)
+
+
 def troubles(facts: dict) -> list[str]:
     """What is wrong with this host's processes, one phrase each (status, monitor)."""
     entries, meant = _entries(facts)

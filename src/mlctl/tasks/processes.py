@@ -46,7 +46,9 @@ def follow_web(host) -> None:
 
 
 def check_name(cfg, name: str) -> None:
-    if name not in (cfg.processes or {}) or cfg.service != "systemd":
+    if cfg.service != "systemd":
+        raise UsageError(f"{cfg.name} runs no processes: they need service: systemd")
+    if name not in (cfg.processes or {}):
         known = ", ".join(sorted(cfg.processes or {})) or "none declared"
         raise UsageError(f"no process {name!r} in {cfg.name} (processes: {known})")
 
