@@ -244,6 +244,7 @@ def test_settings_resolve(write_inventory):
         ("processes: {worker: {hosts: all}}", "processes.worker.command: a command is required"),
         ("processes: {worker: {command: \"a 'b\"}}", "worker.command: a command is required"),
         ("processes: {web: {command: x}}", "'web': use a-z"),
+        ('processes: {w: {command: "echo \'a\\nb\'"}}', "processes.w.command: must be one line"),
         ("processes: {Worker: {command: x}}", "'Worker': use a-z"),
         ("processes: {worker: {command: x, stop_timeout: 0}}", "stop_timeout: must be positive"),
         ("schedule: {c: {command: x, on: \"daily; rm\"}}", "schedule.c.on: 'daily; rm': use"),

@@ -257,6 +257,8 @@ def _check_process(inv, s: dict, sources: dict, key: str, entry: dict) -> None:
     command = entry.get("command")
     if not isinstance(command, str) or not _words(command):
         raise InventoryError(f"{origin(inv, sources, key)}.command: a command is required")
+    if any(ord(ch) < 32 for ch in command):  # it goes on one line of a unit file
+        raise InventoryError(f"{origin(inv, sources, key)}.command: must be one line")
     problem = process_hosts_problem(entry.get("hosts", "all"), s["hosts"])
     if problem:
         raise InventoryError(f"{origin(inv, sources, key + '.hosts')}: {problem}")
