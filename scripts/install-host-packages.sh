@@ -6,7 +6,7 @@
 # HTTPS tests (tests/integration/tlskit.py).
 set -euo pipefail
 pkgs=(systemd-container openssh-server nginx sudo python3-venv postgresql iproute2 git
-  mmdebstrap debian-archive-keyring certbot pebble)
+  redis-server mmdebstrap debian-archive-keyring certbot pebble)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -347,8 +347,8 @@ def test_prune_never_removes_a_release_a_slot_still_runs():
         },
         "slots": {"live": "blue", "green": {"release": rolled_back, "active": True}},
     }
-    (remove, _venvs) = prune.commands(LAY, facts, NEW, keep=1)
+    remove, _venvs = prune.commands(LAY, facts, NEW, keep=1)
     assert rolled_back not in remove.render() and older in remove.render()
     facts["slots"]["green"]["active"] = False  # retired: nothing runs it any more
-    (remove, _venvs) = prune.commands(LAY, facts, NEW, keep=1)
+    remove, _venvs = prune.commands(LAY, facts, NEW, keep=1)
     assert rolled_back in remove.render()

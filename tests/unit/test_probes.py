@@ -124,6 +124,7 @@ def test_probe_config_exact():
         "window": 120,
         "access_log": "/var/log/nginx/access.log",
         "error_log": "/var/log/nginx/error.log",
+        "processes": [],
     }
 
 

@@ -78,6 +78,7 @@ def test_bare_host_plan_runs_every_step_in_order(cfg):
         ("gunicorn units", True),
         ("app slots", False),  # no release to run yet
         ("nginx site", True),
+        ("processes", False),  # none declared
         ("single gunicorn unit", False),
     ]
     labels = [label for label, _ in actions(plan)]
@@ -156,7 +157,7 @@ def test_provisioned_host_keeps_its_own_secrets(pg_cfg):
     assert plan.env["SECRET_KEY"] == "kept-key"
     assert plan.env["PGPASSWORD"] == "generated-24"  # the first plan's, found in the .env
     assert plan.env["DATABASE_URL"] == "postgresql://app:generated-24@localhost:5432/app"
-    assert [s.changed for s in plan.steps] == [False] * 9
+    assert [s.changed for s in plan.steps] == [False] * 10
 
 
 def test_drifted_host_rewrites_only_what_drifted(cfg):
@@ -291,6 +292,7 @@ def test_survey_reads_everything_in_one_command_with_the_database_probe_last(pg_
         "marker",
         "env",
         "sums",
+        "processes",
         "slots",
         "site",
         "sites",

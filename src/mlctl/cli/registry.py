@@ -103,7 +103,7 @@ TASKS = [
         "bounce",
         "graceful restart of gunicorn; nginx -t then reload",
         "tasks.operations:bounce_task",
-        (YES,),
+        (YES, Opt("process", "restart this process (processes:) instead of gunicorn", str)),
     ),
     TaskSpec(
         "migrate",

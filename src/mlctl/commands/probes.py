@@ -14,6 +14,7 @@ import json
 from mlctl import remote
 from mlctl.commands import tls as tlscmd
 from mlctl.commands import maintenance
+from mlctl.commands import processes
 from mlctl.commands.db import load_env
 from mlctl.config import healthpaths
 from mlctl.config.layout import AppSlots, Layout, unit_name
@@ -59,6 +60,7 @@ def probe_config(settings: dict, project: dict, mode: str, window: int = 300) ->
         "access_log": NGINX_LOGS["nginx-access"],
         "error_log": NGINX_LOGS["nginx-error"],
         "maintenance_flag": maintenance.flag_path(project["name"]),
+        "processes": process_entries(settings, project["name"]),
     }
 
 
@@ -77,6 +79,16 @@ def served_tls(settings: dict, project: dict) -> dict | None:
         "ca": served_ca(settings, project),
         "timer": tlscmd.RENEW_TIMER if tls.mode == "acme" else "",
     }
+
+
+def process_entries(settings: dict, project: str) -> list[dict]:
+    """The processes and schedules the probe reads the units of (systemd service only)."""
+    if settings["service"] != "systemd":
+        return []
+    return [
+        {"name": p.name, "kind": p.kind, "unit": p.unit(project)}
+        for p in processes.declared(settings)
+    ]
 
 
 def facts(python: str, config: dict) -> Cmd:

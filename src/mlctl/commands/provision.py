@@ -15,6 +15,7 @@ from importlib.resources import files
 from mlctl.commands import sites
 from mlctl.commands import tls as tlscmd
 from mlctl.commands import maintenance
+from mlctl.commands import process_setup
 from mlctl.commands.db import load_env
 from mlctl.commands.service import drain_nginx
 from mlctl.config.layout import SLOTS, AppSlots, Layout, unit_name
@@ -182,6 +183,7 @@ def survey(cfg, role: str, database: str) -> Cmd:
         *single_unit_files(cfg.project["name"]),
         sites.DEFAULT_AVAIL,
         *tlscmd.host_files(cfg),
+        *process_setup.wanted_files(cfg),
     ]
     parts = [
         *_section("tools", Raw("for t in"), Cmd.of(*required_tools(cfg))),
@@ -191,6 +193,7 @@ def survey(cfg, role: str, database: str) -> Cmd:
         *_section("dirs", *dirs_off(dir_specs(lay, cfg.app_user, cfg.shared_dirs))),
         *_read_files(lay),
         *_section("sums", Cmd.of("sha256sum", *managed), Raw("2>/dev/null;")),
+        *_section(process_setup.STEP, process_setup.survey(cfg)),
         *_section("slots", *slot_state(lay, AppSlots(cfg.project["name"]))),
         *_section("site", *site_linked(avail, enabled), Raw("&& echo yes;")),
         *_section("sites", *sites.survey_sites(cfg.project["name"])),

@@ -17,6 +17,7 @@ from urllib.parse import quote as urlquote
 from mlctl import remote
 from mlctl.commands import cutover as cut
 from mlctl.commands import maintenance
+from mlctl.commands import process_setup
 from mlctl.commands import provision as pv
 from mlctl.commands import service
 from mlctl.commands import sites
@@ -66,6 +67,7 @@ class HostFacts:
     default_on: bool = False  # mlctl's default site is enabled
     cert_ready: bool = False  # the certificate nginx is to serve is there
     nginx: str = ""  # `nginx -v`
+    processes: str = ""  # the survey's processes section (commands/process_setup.py reads it)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ def host_facts(host: str, address: str, sections: dict[str, str]) -> HostFacts:
         default_on=sections.get("default") == "on",
         cert_ready=sections.get("cert") == "yes",
         nginx=sections.get("nginx", ""),
+        processes=sections.get("processes", ""),
     )
 
 
@@ -126,6 +129,7 @@ def plan(
         *tls_steps(facts, cfg, uploads or {}),
         site_step(facts, cfg),
         *names_step(facts, cfg),
+        process_setup.step(facts, cfg),
         single_unit_step(facts, cfg),
     ]
     return Plan(steps, env, env_secrets(env))

@@ -114,6 +114,9 @@ class EnvConfig:
     require_tests = sections.Value()
     tls_cert = sections.Value()
     notify = sections.Value()
+    processes = sections.Value()
+    schedule = sections.Value()
+    packages = sections.Value()
 
     @property
     def local(self) -> bool:

@@ -7,6 +7,7 @@ its own. Types are checked before any connection is made.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,13 @@ class Field:
     shorthand: str = ""  # a scalar accepted in place of a mapping (database: sqlite)
     doc: str = ""
     check: Any = None  # item -> problem text or "": list items that are not plain strings
+
+
+def package_problem(name) -> str:
+    """Why a `packages:` entry is not a Debian package name, or ''."""
+    if isinstance(name, str) and re.match(r"^[a-z0-9][a-z0-9+.-]+$", name):
+        return ""
+    return f"{name!r} is not a Debian package name"
 
 
 def section(**fields: Field) -> dict[str, Field]:
@@ -95,6 +103,30 @@ TLS = section(
         "served certificate by the health checks (a test CA; empty: the system's only)",
     ),
     hsts=Field(int, 0, doc="Strict-Transport-Security max-age nginx sends, in seconds (0: none)"),
+)
+
+PROCESS = section(
+    command=Field(
+        str,
+        doc="run in the current release: a first word without a slash is the venv's program "
+        "(celery), a .py file runs with the venv's python (manage.py ...); words as a shell "
+        "splits them, no expansions",
+    ),
+    hosts=Field(
+        object, "all", doc="all, a count (the first N hosts of the environment) or a list of hosts"
+    ),
+    stop_timeout=Field(int, 30, doc="seconds a stop waits after TERM (running tasks finish)"),
+)
+
+SCHEDULE = section(
+    command=Field(str, doc="as a process's command, run once per `on`"),
+    on=Field(
+        str,
+        "daily",
+        doc="systemd OnCalendar: minutely, hourly, daily, weekly, monthly, yearly or an "
+        "expression such as 'Mon *-*-* 03:00' (checked by systemd-analyze on the hosts)",
+    ),
+    hosts=Field(object, 1, doc="as a process's hosts (default: the first host only)"),
 )
 
 ENV_KEYS = section(
@@ -269,6 +301,25 @@ ENV_KEYS = section(
         check=notify_problem,
         doc="webhooks told of deploys: {webhook: URL, on: [deploy, rollback, failure]} "
         "(JSON with a Slack-compatible `text`; a failed post is a warning, never a failure)",
+    ),
+    processes=Field(
+        dict,
+        {},
+        item=PROCESS,
+        doc="processes besides web (Celery worker, beat...): systemd units on their hosts, "
+        "restarted after each switch (systemd service only)",
+    ),
+    schedule=Field(
+        dict,
+        {},
+        item=SCHEDULE,
+        doc="periodic commands (clearsessions...): a systemd timer each (systemd service only)",
+    ),
+    packages=Field(
+        list,
+        [],
+        check=package_problem,
+        doc="Debian packages setup installs and whose service it starts (redis-server)",
     ),
 )
 

@@ -6,6 +6,7 @@ file, an MLCTL_* variable or a --set flag), each error naming that origin.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path, PurePosixPath
 
 from mlctl.config import pyversion, schema
@@ -200,6 +201,12 @@ def check_settings(inv, project: dict, s: dict, sources: dict) -> None:
         )
     _check_shared(inv, s, sources)
     _check_dump_options(inv, s, sources)
+    for kind in ("processes", "schedule"):
+        for name, entry in s[kind].items():
+            _check_process(inv, s, sources, f"{kind}.{name}", entry)
+    if set(s["processes"]) & set(s["schedule"]):
+        both = ", ".join(sorted(set(s["processes"]) & set(s["schedule"])))
+        raise InventoryError(f"{origin(inv, sources, 'schedule')}: {both}: a process has that name")
     if not local:
         _check_server_names(inv, project, s, sources)
     _check_tls(inv, s, sources, local)
@@ -237,6 +244,61 @@ def _check_dump_options(inv, s: dict, sources: dict) -> None:
                 f"{where}: {opt!r} is not an option mlctl can pass on "
                 "(mlctl sets the format and the file: -Fc -f)"
             )
+
+
+# systemd's own OnCalendar shorthands; anything else must read as a calendar expression (the
+# hosts' systemd-analyze then judges it) and never carries a unit file's % or $ or a quote.
+CALENDAR_WORDS = ("minutely", "hourly", "daily", "weekly", "monthly", "quarterly",
+                  "semiannually", "yearly", "annually")  # fmt: skip
+CALENDAR = re.compile(r"^[A-Za-z0-9*:,./~ +-]{1,80}$")
+
+
+def _check_process(inv, s: dict, sources: dict, key: str, entry: dict) -> None:
+    """One entry of `processes:` or `schedule:` (`key`: processes.NAME): its name goes into unit
+    names, its command is split into words, its hosts are the environment's."""
+    name = key.split(".", 1)[1]
+    if not NAME.match(name) or name == "web":
+        raise InventoryError(
+            f"{origin(inv, sources, key)}: {name!r}: use a-z, 0-9, - and _ (web is gunicorn)"
+        )
+    command = entry.get("command")
+    if not isinstance(command, str) or not _words(command):
+        raise InventoryError(f"{origin(inv, sources, key)}.command: a command is required")
+    if any(ord(ch) < 32 for ch in command):  # it goes on one line of a unit file
+        raise InventoryError(f"{origin(inv, sources, key)}.command: must be one line")
+    problem = process_hosts_problem(entry.get("hosts", "all"), s["hosts"])
+    if problem:
+        raise InventoryError(f"{origin(inv, sources, key + '.hosts')}: {problem}")
+    if entry.get("stop_timeout", 30) <= 0:
+        raise InventoryError(f"{origin(inv, sources, key + '.stop_timeout')}: must be positive")
+    on = entry.get("on", "daily")
+    if key.startswith("schedule.") and on not in CALENDAR_WORDS and not CALENDAR.match(on):
+        raise InventoryError(
+            f"{origin(inv, sources, key + '.on')}: {on!r}: use {', '.join(CALENDAR_WORDS[:7])} "
+            "or a systemd calendar expression such as 'Mon *-*-* 03:00'"
+        )
+
+
+def _words(command: str) -> list[str]:
+    try:
+        return shlex.split(command)
+    except ValueError:
+        return []
+
+
+def process_hosts_problem(hosts, env_hosts: list) -> str:
+    """Why a process's `hosts:` is not all, a count of this environment's hosts or a list of
+    them; '' when it is."""
+    if hosts == "all":
+        return ""
+    if isinstance(hosts, int) and not isinstance(hosts, bool):
+        if hosts < 1 or hosts > max(len(env_hosts), 1):
+            return f"{hosts}: the environment has {len(env_hosts)} host(s)"
+        return ""
+    if isinstance(hosts, list) and hosts:
+        unknown = [h for h in hosts if h not in env_hosts]
+        return f"{unknown[0]!r} is not one of the environment's hosts" if unknown else ""
+    return f"{hosts!r}: expected all, a count or a list of the environment's hosts"
 
 
 OWN_DUMP_OPTIONS = ("-f", "--file", "--format", "-d", "--dbname")

@@ -21,6 +21,7 @@ if __package__:  # imported by mlctl; on a host these modules are sent in front
         lock,
         permissions,
         pip_check,
+        processes,
         release,
         site,
     )
@@ -83,6 +84,8 @@ def plan(mode, remote, rel, tls_cert, served=False):
         probes += ([django_probe] if rel else []) + ([nginx] if remote else [])
     if mode == "monitor" and remote:
         probes += [failed_units, nginx_logs]
+    if CFG.get("processes") and remote:
+        probes.append(processes)
     return probes + ([maintenance] if remote else [])
 
 

@@ -5,6 +5,7 @@ import concurrent.futures
 import http.client
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -279,3 +280,78 @@ def permissions():
     out = {k: f.result()["code"] == 0 for k, f in futures.items()}
     out["release_dir"] = os.path.relpath(code, CFG["deploy_to"])
     return out
+
+
+UNIT_PROPS = ("Id", "ActiveState", "SubState", "MainPID", "UnitFileState", "Result",
+              "ExecMainStatus", "ExecMainStartTimestamp", "ExecMainExitTimestamp",
+              "LastTriggerUSec", "NextElapseUSecRealtime")  # fmt: skip
+LOCAL_TIME = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})")
+
+
+def unit_blocks(units):
+    # One `systemctl show` for every unit: a block of KEY=VALUE lines per unit, times as @epoch.
+    argv = ["systemctl", "show", "--timestamp=unix"] + ["-p" + p for p in UNIT_PROPS] + units
+    blocks, cur = {}, {}
+    for line in run(argv)["out"].splitlines() + [""]:
+        if "=" in line:
+            key, _, value = line.partition("=")
+            cur[key] = value
+        elif cur:
+            blocks[cur.get("Id", "")] = cur
+            cur = {}
+    return blocks
+
+
+def epoch(value):
+    # "@1764590400" (--timestamp=unix), or a timer's next elapse, which systemctl prints in the
+    # host's local time whatever --timestamp says ("Wed 2026-12-02 00:00:00 UTC").
+    value = (value or "").strip()
+    if value.startswith("@") and value[1:].isdigit():
+        return int(value[1:])
+    m = LOCAL_TIME.search(value)
+    return int(time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))) if m else None
+
+
+def process_state(b, unit):
+    pid = int(b.get("MainPID") or 0) or None
+    try:  # the release the process runs: its working directory, resolved when it started
+        cwd = os.readlink("/proc/%d/cwd" % pid) if pid else None
+    except OSError:
+        cwd = None
+    return {
+        "unit": unit,
+        "active": b.get("ActiveState") or "unknown",
+        "sub": b.get("SubState"),
+        "enabled": b.get("UnitFileState") or "none",
+        "pid": pid,
+        "release": os.path.basename(cwd) if cwd else None,
+    }
+
+
+def processes():
+    # Every declared process and schedule, whichever host it is meant for (mlctl judges that).
+    entries = CFG["processes"]
+    units = []
+    for e in entries:
+        units += [e["unit"] + ".service"] + (
+            [e["unit"] + ".timer"] if e["kind"] == "schedule" else []
+        )
+    blocks = unit_blocks(units)
+    out = {}
+    for e in entries:
+        svc = blocks.get(e["unit"] + ".service", {})
+        state = process_state(svc, e["unit"] + ".service")
+        if e["kind"] == "schedule":
+            timer = blocks.get(e["unit"] + ".timer", {})
+            state.update(
+                timer={"active": timer.get("ActiveState") or "unknown",
+                       "enabled": timer.get("UnitFileState") or "none"},
+                result=svc.get("Result"),
+                status=svc.get("ExecMainStatus"),
+                # a run started by hand counts as much as the timer's
+                last=epoch(svc.get("ExecMainStartTimestamp") or timer.get("LastTriggerUSec")),
+                ended=epoch(svc.get("ExecMainExitTimestamp")),
+                next=epoch(timer.get("NextElapseUSecRealtime")),
+            )  # fmt: skip
+        out[e["name"]] = dict(state, kind=e["kind"])
+    return {"entries": out}

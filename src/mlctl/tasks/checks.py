@@ -17,6 +17,7 @@ from mlctl.config.sections import Thresholds
 from mlctl.core import console
 from mlctl.core.errors import ConnectError, MlctlError
 from mlctl.tasks.cert_judges import tls_checks
+from mlctl.tasks import process_checks
 from mlctl.tasks.judges import (  # noqa: F401 — Check, deploy_checks_check, lock_state: checks' names too
     EXIT,
     FAIL,
@@ -92,7 +93,8 @@ def gather(sess, mode: str, window: int = 300) -> dict[str, dict]:
     results = sess.each_settled(lambda h: probe_host(h, cmd, mode))
     out = {}
     for host, res in zip(sess.hosts, results, strict=True):
-        out[host.name] = res if isinstance(res, dict) else {"probe_error": str(res)}
+        res = res if isinstance(res, dict) else {"probe_error": str(res)}
+        out[host.name] = process_checks.placed(res, cfg.settings, host.name)
     return out
 
 
@@ -120,6 +122,7 @@ def evaluate(facts: dict, settings: dict, unit: str, now: float | None = None) -
         out.append(judged(facts, "tls", lambda s: tls_check(s, t.cert_days, now), name="tls"))
     out += tls_checks(facts, settings, now)
     out.append(judged(facts, "lock", lambda s: lock_check(s, settings["timeouts"])))
+    out += process_checks.checks(facts)
     if any(c.status == FAIL for c in out) and "app_log" in facts:
         out.append(app_log_check(facts["app_log"]))
     return out

@@ -23,7 +23,7 @@ from mlctl.core.errors import (
 )
 from mlctl.core.shell import Cmd, script
 from mlctl.project import source
-from mlctl.tasks import guards, hoststeps, notify, prune, serving, setup_hosts
+from mlctl.tasks import guards, hoststeps, notify, processes, prune, serving, setup_hosts
 from mlctl.tasks.compensation import Compensation, migration_failed
 from mlctl.tasks.deploy_checks import Preflight
 from mlctl.tasks.maintenance import Window
@@ -245,6 +245,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
         self.switched.append(host)
         serving.serve(host, self.rid)
         self.hooks(host, "after_switch")
+        processes.follow_web(host)
         if not self.dry:
             console.step(host.name, f"serving {self.rid}", "green")
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from mlctl.config import healthpaths
 from mlctl.core import console
+from mlctl.tasks import process_checks
 from mlctl.tasks.checks import gather, lock_state
 from mlctl.tasks.maintenance import status_note
 from mlctl.transport.selection import open_session
@@ -25,6 +26,7 @@ FIELDS = (
     "python",
     "django",
     "gunicorn",
+    "processes",
     "nginx",
     "database",
     "disk",
@@ -54,6 +56,7 @@ def diag_fields(facts: dict, settings: dict) -> dict:
         "python": dj.get("python") or (facts.get("host_python") or {}).get("version"),
         "django": dj.get("version"),
         "gunicorn": gunicorn_field(facts.get("gunicorn") or {}),
+        "processes": process_checks.diag_field(facts),
         "nginx": (facts.get("nginx") or {}).get("active", "n/a"),
         "database": database_field(dj, bool(rel.get("exists"))),
         "disk": _pick(facts.get("disk"), "used_pct", "free_bytes"),
@@ -134,6 +137,8 @@ def field_text(name: str, value) -> str:
         return f"{value['count']}: " + ", ".join(value["list"]) if value["count"] else "0"
     if name == "lock":
         return value["detail"]
+    if name == "processes":
+        return "; ".join(f"{k}: {v}" for k, v in value.items())
     return str(value)
 
 
@@ -147,6 +152,8 @@ def diag_table(env: str, hosts: dict[str, dict]) -> Table:
         table.add_row("error", *[escape(f["error"]) for f in hosts.values()])
         return table
     for name in FIELDS:
+        if name == "processes" and not any(f.get(name) for f in hosts.values()):
+            continue  # none declared
         cells = []
         for fields in hosts.values():
             if "error" in fields:
@@ -257,6 +264,8 @@ def status_line(host: str, facts: dict, expect_status: int, now: float | None = 
         else (site.get("status") or site.get("error") or "no answer")
     )
     health = "ok" if healthy else f"fail ({why})"
+    healthy = healthy and not process_checks.troubles(facts)
+    health += process_checks.status_words(facts)
     commit = (meta.get("commit") or "?")[:12]
     return (
         f"{host}  {rel['current']}  {commit}  {age_text(meta.get('when'), now)}  "

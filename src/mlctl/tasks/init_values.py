@@ -12,7 +12,7 @@ import zlib
 
 from mlctl import __version__
 from mlctl.config import pyversion
-from mlctl.project import sdist
+from mlctl.project import processes_found, sdist
 from mlctl.project.project_facts import Project
 from mlctl.project.relpath import rel
 from mlctl.project.settings_scan import is_secret_name
@@ -37,7 +37,14 @@ def values_of(p: Project) -> dict:
         "branch": yaml_scalar(p.branch),
         "allowed_user": allowed_user(),
         "version": __version__,
+        "processes_block": processes_block(p),
     }
+
+
+def processes_block(p: Project) -> str:
+    """The processes and schedule init proposes (project/processes_found.py says which and why)."""
+    texts = [f.read_text(errors="replace") for f in sorted(p.settings_file.parent.glob("*.py"))]
+    return processes_found.block(processes_found.find(p.manage_dir, "\n".join(texts), p.name))
 
 
 def path_values(p: Project) -> dict:

@@ -19,6 +19,7 @@ from mlctl.config.sections import Health, Thresholds
 from mlctl.core import console
 from mlctl.core.errors import UsageError
 from mlctl.tasks import cert_judges
+from mlctl.tasks import process_checks
 from mlctl.tasks.checks import gather
 from mlctl.transport.journal import state_dir
 from mlctl.transport.selection import open_session
@@ -33,6 +34,7 @@ ALERT_NAMES = (
     "site",
     "cert",
     "cert_renewal",
+    "process",
 )
 
 
@@ -64,6 +66,11 @@ def evaluate(host: str, facts: dict, settings: dict) -> tuple[list[Alert], dict[
         judge(host, facts, t, alerts, metrics)
     _site(host, facts, settings, alerts, metrics)
     _certs(host, facts, t, alerts, metrics)
+    troubles = process_checks.troubles(facts)
+    if "processes" in facts:
+        metrics["processes_down"] = len(troubles)
+    if troubles:  # one alert per host: its key is host/process
+        alerts.append(Alert(host, "process", "; ".join(troubles), len(troubles), 0))
     return alerts, metrics
 
 

@@ -14,7 +14,7 @@ from mlctl.config.layout import Layout
 from mlctl.core import console
 from mlctl.core.errors import MlctlError, RemoteCommandFailed, UsageError
 from mlctl.core.shell import MASK
-from mlctl.tasks import guards, hoststeps
+from mlctl.tasks import guards, hoststeps, processes
 from mlctl.transport import locking
 from mlctl.transport.selection import open_session
 
@@ -31,10 +31,16 @@ def _connected(sel, action: str, yes: bool = False, guarded: bool = False):
     return sess
 
 
-def bounce_task(sel, yes=False) -> int:
-    """Restart gunicorn (socket activation queues requests); nginx -t, then reload."""
+def bounce_task(sel, yes=False, process=None) -> int:
+    """Restart gunicorn (socket activation queues requests); nginx -t, then reload. `process`:
+    restart that process instead, on the hosts it is meant for."""
+    if process:
+        processes.check_name(sel.config(), process)  # before any connection
     sess = _connected(sel, "bounce", yes, guarded=True)
     try:
+        if process:
+            sess.each(lambda h: processes.bounce_process(h, process))
+            return 0
 
         def bounce(h):
             if not h.local:

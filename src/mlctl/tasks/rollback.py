@@ -17,7 +17,7 @@ from mlctl.commands.facts import nonempty
 from mlctl.config.layout import Layout, check_release_id
 from mlctl.core import cancel, console
 from mlctl.core.errors import MlctlError, NeedsOperator, RollbackFailed
-from mlctl.tasks import guards, hoststeps, notify, serving
+from mlctl.tasks import guards, hoststeps, notify, processes, serving
 from mlctl.tasks.releases import rollback_target
 from mlctl.transport import locking
 from mlctl.transport.selection import open_session
@@ -100,6 +100,7 @@ def run(sess, target: str, db: str, locked: list) -> None:
         hoststeps.record(h, metas=metas, event=event, unlock=True)
         locked.remove(h)
         console.step(h.name, f"serving {target}", "green")
+        processes.follow_web(h)
 
     sess.each(switch)
 

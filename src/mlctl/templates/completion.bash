@@ -46,7 +46,7 @@ _mlctl() {
         check) opts="--json" ;;
         diag) opts="--json --watch --interval" ;;
         status) opts="" ;;
-        bounce) opts="--yes -y" ;;
+        bounce) opts="--yes -y --process" ;;
         migrate) opts="--yes -y" ;;
         snapshot) opts="" ;;
         restore) opts="--yes -y" ;;
