@@ -123,6 +123,7 @@ def test_probe_config_exact():
         "window": 120,
         "access_log": "/var/log/nginx/access.log",
         "error_log": "/var/log/nginx/error.log",
+        "maintenance_flag": "/etc/nginx/mlctl/notes/maintenance.on",
     }
 
 

@@ -247,4 +247,4 @@ def site_step(facts: HostFacts, cfg) -> Step:
     enable = Action("enable nginx site", pv.enable_site(avail, enabled), refusal=NGINX_REFUSED)
     page_dir = Action("maintenance page dir", maintenance.make_state_dir(cfg.project["name"]))
     reload = Action("reload nginx", pv.reload_nginx())
-    return Step("nginx site", True, (page_dir, *writes, enable, reload))
+    return Step("nginx site", True, (*(page_dir,) * bool(writes), *writes, enable, reload))
