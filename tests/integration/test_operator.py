@@ -186,7 +186,8 @@ def test_deploy_maintenance_wraps_the_deploy_and_stays_on_when_it_fails(ops):
     flag = "/etc/nginx/mlctl/djangoapp/maintenance.on"
     commit_file(repo, "notes/ops_marker.txt", "v2\n", "a change to deploy")
     p = mlctl(inv, "test", "deploy", "--skip-tests", "--maintenance")
-    assert "maintenance page on" in p.stdout and "maintenance page off" in p.stdout
+    said = p.stdout + p.stderr
+    assert said.index("maintenance page on") < said.index("maintenance page off"), said
     assert ssh(farm, h, f"test -e {flag} && echo on || echo off") == "off"
     good = current(farm, h)
     views = (repo / "notes" / "views.py").read_text()
