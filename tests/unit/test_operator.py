@@ -106,7 +106,10 @@ def test_operator_commands_are_guarded_and_read_only_ones_listed(live):
 
 
 def test_the_default_read_only_commands(write_inventory):
-    text = "project: {name: a, settings_module: a.s, wsgi: a.w:app}\nenvironments:\n  t: {hosts: [h]}\n"
+    text = (
+        "project: {name: a, settings_module: a.s, wsgi: a.w:app}\n"
+        "environments:\n  t: {hosts: [h]}\n"
+    )
     cfg = inventory.resolve(inventory.load(write_inventory(text)), "t", {}, {})
     assert {"check", "showmigrations", "diffsettings"} <= set(cfg.guards.read_only_commands)
     assert "migrate" not in cfg.guards.read_only_commands and cfg.notify == []

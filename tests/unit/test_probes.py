@@ -125,6 +125,7 @@ def test_probe_config_exact():
         "access_log": "/var/log/nginx/access.log",
         "error_log": "/var/log/nginx/error.log",
         "processes": [],
+        "maintenance_flag": "/etc/nginx/mlctl/notes/maintenance.on",
     }
 
 

@@ -91,7 +91,10 @@ def test_bare_host_plan_runs_every_step_in_order(cfg):
         f"write {UNIT}@.service",
         "enable socket",
         "name the live slot",
+        "maintenance page dir",
         f"write {SITE}",
+        "write /etc/nginx/conf.d/mlctl-app-maintenance.conf",
+        "write /etc/nginx/mlctl/app/maintenance.html",
         "enable nginx site",
         "reload nginx",
     ]

@@ -50,6 +50,7 @@ YES = Opt(
     "yes", "go on without a prompt (protected envs also need MLCTL_CONFIRM=<env>)", short="-y"
 )
 JSON = Opt("json", "print JSON instead of a table")
+TTY = Opt("tty", "a terminal even when stdin is not one (as ssh -t)", short="-t")
 LOCK_WAIT = Opt(
     "lock_wait",
     "wait up to SECONDS for a live holder of the deploy lock (timeouts.lock_wait)",
@@ -192,19 +193,19 @@ TASKS = [
         "shell",
         "Django's shell in the current release, with a terminal",
         "tasks.operator:shell_task",
-        (Opt("command", "run this code instead (manage.py shell -c)", str, short="-c"), YES),
+        (Opt("command", "run this code instead (manage.py shell -c)", str, short="-c"), TTY, YES),
     ),
     TaskSpec(
         "dbshell",
         "the database client with the release's settings (manage.py dbshell)",
         "tasks.operator:dbshell_task",
-        (Opt("command", "run this SQL instead (psql -c)", str, short="-c"), YES),
+        (Opt("command", "run this SQL instead (psql -c)", str, short="-c"), TTY, YES),
     ),
     TaskSpec(
         "ssh",
         "log in at the current release (the ssh user's login shell)",
         "tasks.operator:ssh_task",
-        (Opt("command", "run this shell command instead", str, short="-c"), YES),
+        (Opt("command", "run this shell command instead", str, short="-c"), TTY, YES),
     ),
     TaskSpec(
         "maintenance",

@@ -323,7 +323,12 @@ def site_step(facts: HostFacts, cfg) -> Step:
     if not writes and not live and facts.site_linked and facts.default_on == default_on:
         return Step("nginx site", False)
     page_dir = Action("maintenance page dir", maintenance.make_state_dir(cfg.project["name"]))
-    actions = (*live, page_dir, *writes, *enable_actions(avail, enabled, default_on))
+    actions = (
+        *live,
+        *(page_dir,) * bool(writes),
+        *writes,
+        *enable_actions(avail, enabled, default_on),
+    )
     return Step("nginx site", True, actions)
 
 

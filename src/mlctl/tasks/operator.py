@@ -4,8 +4,10 @@
 `--all-hosts`, on each in turn; it streams the command's output and returns its exit code (the
 first non-zero one with --all-hosts). It runs as the app user with the shared .env, like the
 app. On a protected environment it asks the guards' confirmation unless the command is one of
-`guards.read_only_commands`. `shell`, `dbshell` and `ssh` open a session with a terminal on one
-host; they are guarded like a deploy, since they can change anything.
+`guards.read_only_commands`. `shell`, `dbshell` and `ssh` open a session on one host, with a
+terminal (pty) when this side has one or `--tty` asks, as ssh does: piped input (`echo 'print(1)'
+| mlctl test shell`) then runs as a script. They are guarded like a deploy: they can change
+anything.
 """
 
 from __future__ import annotations
@@ -46,29 +48,33 @@ def manage_task(sel, args=None, all_hosts=False, env=None, yes=False) -> int:
         return worst
 
 
-def shell_task(sel, command=None, yes=False) -> int:
-    """Django's `manage.py shell` (or `shell -c CODE`) as the app user, with a terminal."""
-    return _session(sel, "shell", lambda cfg: opcmd.django_shell(cfg.deploy_to, command), yes)
+def shell_task(sel, command=None, tty=False, yes=False) -> int:
+    """Django's `manage.py shell` (or `shell -c CODE`) as the app user."""
+    build = lambda cfg: opcmd.django_shell(cfg.deploy_to, command)  # noqa: E731
+    return _session(sel, "shell", build, tty, yes)
 
 
-def dbshell_task(sel, command=None, yes=False) -> int:
-    """`manage.py dbshell` with the release's database settings, with a terminal."""
-    return _session(sel, "dbshell", lambda cfg: opcmd.dbshell(cfg.deploy_to, command), yes)
+def dbshell_task(sel, command=None, tty=False, yes=False) -> int:
+    """`manage.py dbshell` with the release's database settings, as the app user."""
+    return _session(sel, "dbshell", lambda cfg: opcmd.dbshell(cfg.deploy_to, command), tty, yes)
 
 
-def ssh_task(sel, command=None, yes=False) -> int:
+def ssh_task(sel, command=None, tty=False, yes=False) -> int:
     """A login shell of the ssh user in DEPLOY_TO/current (sudo from there as needed)."""
-    return _session(sel, "ssh", lambda cfg: opcmd.login(cfg.deploy_to, command), yes, app=False)
+    build = lambda cfg: opcmd.login(cfg.deploy_to, command)  # noqa: E731
+    return _session(sel, "ssh", build, tty, yes, app=False)
 
 
-def _session(sel, action: str, build, yes: bool, app: bool = True) -> int:
+def _session(sel, action: str, build, tty: bool, yes: bool, app: bool = True) -> int:
+    """One host's session; a pty when this side has a terminal or `--tty` asks (as ssh)."""
     with open_session(sel, action) as sess:
         cfg = sess.cfg
         guards.confirm(cfg, action, yes)
         host = sess.hosts[0]
         sess.connect([host])
         user = cfg.app_user if app else None
-        return run_attached(host, action, build(cfg), user, pty=True)
+        pty = tty or sys.stdin.isatty()
+        return run_attached(host, action, build(cfg), user, pty=pty)
 
 
 def _words(args) -> list[str]:

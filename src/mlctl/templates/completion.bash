@@ -58,9 +58,9 @@ _mlctl() {
         setup) opts="--yes -y" ;;
         config) opts="--json" ;;
         manage) opts="--all-hosts --env --yes -y" ;;
-        shell) opts="--command -c --yes -y" ;;
-        dbshell) opts="--command -c --yes -y" ;;
-        ssh) opts="--command -c --yes -y" ;;
+        shell) opts="--command -c --tty -t --yes -y" ;;
+        dbshell) opts="--command -c --tty -t --yes -y" ;;
+        ssh) opts="--command -c --tty -t --yes -y" ;;
         maintenance) opts="--message --yes -y" ;;
         init) opts="--force --ci" ;;
     esac

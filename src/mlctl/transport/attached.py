@@ -9,10 +9,14 @@ and recorded in the journal like any step.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import signal
 import sys
+import threading
 import time
 
+from mlctl.core import cancel
 from mlctl.core.errors import ConnectError
 from mlctl.core.shell import Cmd, Watch, mask, wrap
 from mlctl.transport.executor import LOST, Host
@@ -45,6 +49,37 @@ class MaskedStream:
         self.out.flush()
 
 
+def _input(data: bytes | None):
+    return sys.stdin if data is None else io.StringIO(data.decode())
+
+
+@contextlib.contextmanager
+def _ending_signals(pty: bool, runner):
+    """SIGTERM and SIGHUP end the command; Ctrl-C too, unless a pty forwards it to the session
+    (a REPL or psql stops its statement, as over ssh). Invoke forwards every KeyboardInterrupt
+    and waits on, so the handler stops the command itself (closing its channel, or killing it
+    locally); the run then ends as cancel.Interrupted would."""
+    wanted = (signal.SIGTERM, signal.SIGHUP) + (() if pty else (signal.SIGINT,))
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    ended: list[int] = []
+
+    def end(signum, frame):
+        ended.append(signum)
+        with contextlib.suppress(Exception):
+            runner.kill()
+
+    before = {s: signal.signal(s, end) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    if ended:
+        raise cancel.Interrupted(ended[0])
+
+
 def run_attached(
     host: Host, step: str, cmd: Cmd, user: str | None = None, pty=False, data: bytes | None = None
 ) -> int:
@@ -60,12 +95,14 @@ def run_attached(
     start = time.monotonic()
     out = MaskedStream(sys.stdout, sess.secrets, immediate=pty)
     err = MaskedStream(sys.stderr, sess.secrets, immediate=pty)
-    stdin = sys.stdin if data is None else io.StringIO(data.decode())
+    stdin = _input(data)
     try:
-        r = host.c.run(
-            wrapped.render(), pty=pty, warn=True, hide=False,
+        promise = host.c.run(
+            wrapped.render(), pty=pty, warn=True, asynchronous=True,
             in_stream=stdin, out_stream=out, err_stream=err,
         )  # fmt: skip
+        with _ending_signals(pty, promise.runner):
+            r = promise.join()
     except (OSError, EOFError) as e:
         raise ConnectError(f"{host.name}: connection lost during '{step}': {e}") from None
     finally:
