@@ -352,3 +352,22 @@ def test_prune_never_removes_a_release_a_slot_still_runs():
     facts["slots"]["green"]["active"] = False  # retired: nothing runs it any more
     remove, _venvs = prune.commands(LAY, facts, NEW, keep=1)
     assert rolled_back in remove.render()
+
+
+def test_diag_and_check_show_the_live_slot_and_the_one_kept_warm():
+    from mlctl.tasks import diag, judges
+
+    g = {
+        "kind": "systemd",
+        "slot": "green",
+        "unit": "gunicorn-app@green",
+        "service": {"active": "active", "pid": 7},
+        "socket": {"active": "active"},
+        "other": {"slot": "blue", "active": "active", "release": OLD},
+    }
+    field = diag.gunicorn_field(g)
+    assert diag.field_text("gunicorn", field) == f"active (pid 7), slot green; {OLD} kept warm"
+    ok = judges.gunicorn_check(g, "gunicorn-app", True)
+    assert (ok.status, ok.detail) == ("ok", "gunicorn-app@green.service: active (pid 7)")
+    legacy = judges.gunicorn_check({**g, "slot": None}, "gunicorn-app", True)
+    assert legacy.status == "fail" and "run `mlctl ENV setup`" in legacy.detail
