@@ -156,6 +156,15 @@ def test_acme_obtains_a_certificate_from_pebble(acme_site):
     assert code == 0, report
 
 
+def test_monitor_measures_the_served_certificate(acme_site):
+    prom = acme_site["work"] / "monitor.prom"
+    p = mlctl(acme_site["inv"], "test", "monitor", "--once", "--prometheus", str(prom), check=False)
+    text = prom.read_text()
+    days = [ln for ln in text.splitlines() if ln.startswith("mlctl_cert_days_left{")]
+    assert len(days) == 1 and float(days[0].split()[-1]) > 14, text
+    assert 'alert="cert"} 0' in text and 'alert="cert_renewal"} 0' in text, p.stderr
+
+
 def test_setup_again_changes_nothing(acme_site):
     p = mlctl(acme_site["inv"], "test", "setup")
     assert "changed" not in p.stdout, p.stdout
