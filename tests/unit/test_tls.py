@@ -25,6 +25,7 @@ from mlctl.tasks import cert_judges, monitor
 from mlctl.tasks import tls as tlstask
 from tests.tlscerts import TestCA
 from tests.unit.conftest import BASE
+from tests.unit.test_setup_plan import LIVE_BLUE
 
 SITE = "/etc/nginx/sites-available/app"
 
@@ -163,13 +164,16 @@ def test_http2_is_switched_on_as_the_hosts_nginx_understands(write_inventory, ca
 def test_acme_asks_certbot_again_when_the_site_changes(write_inventory):
     cfg = acme_cfg(write_inventory)
     steps = planner.plan(bare(cert_ready=True), cfg, fixed_secret).steps
-    assert steps[-1].name == "certificate names"
-    assert [a.label for a in steps[-1].actions] == ["certbot certonly", "reload nginx"]
+    names = next(s for s in steps if s.name == "certificate names")
+    assert [a.label for a in names.actions] == ["certbot certonly", "reload nginx"]
     sums = {p: planner.digest(t) for p, t in {**pv.site_file(cfg), **pv.default_site()}.items()}
     again = planner.plan(
-        bare(cert_ready=True, sums=sums, site_linked=True, default_on=True), cfg, fixed_secret
+        bare(cert_ready=True, sums=sums, site_linked=True, default_on=True, slots=LIVE_BLUE),
+        cfg,
+        fixed_secret,
     )
-    assert again.steps[-1].name == "nginx site" and not again.steps[-1].changed
+    assert "certificate names" not in [s.name for s in again.steps]
+    assert not next(s for s in again.steps if s.name == "nginx site").changed
 
 
 def test_hsts_is_sent_once_opted_in(write_inventory, ca):
@@ -242,20 +246,21 @@ def test_acme_first_run_serves_the_challenge_before_certbot_then_the_https_site(
         for a in s.actions
         if s.name in ("certificate", "nginx site")
     ]
-    assert labels == [
-        ("certificate", "ACME webroot"),
-        ("certificate", "hook directory"),
-        ("certificate", f"write {tlscmd.DEPLOY_HOOK}"),
-        ("certificate", f"write {SITE}"),  # port 80 only
-        ("certificate", "enable nginx site"),
-        ("certificate", "reload nginx"),
-        ("certificate", "certbot certonly"),
-        ("certificate", "renewal timer"),
-        ("nginx site", f"write {SITE}"),  # with 443, once the certificate is there
-        ("nginx site", "write /etc/nginx/sites-available/mlctl-default"),
-        ("nginx site", "enable nginx site"),
-        ("nginx site", "reload nginx"),
+    assert [a for n, a in labels if n == "certificate"] == [
+        "ACME webroot",
+        "hook directory",
+        f"write {tlscmd.DEPLOY_HOOK}",
+        f"write {SITE}",  # port 80 only
+        "enable nginx site",
+        "reload nginx",
+        "certbot certonly",
+        "renewal timer",
     ]
+    # then, with 443 once the certificate is there (the site step's other actions aside)
+    wanted = [f"write {SITE}", f"write {sites.DEFAULT_AVAIL}", "enable nginx site", "reload nginx"]
+    site = [a for n, a in labels if n == "nginx site"]
+    assert [a for a in site if a in wanted] == wanted
+    assert labels.index(("certificate", "renewal timer")) < labels.index(("nginx site", wanted[0]))
     certbot = next(a for s in steps for a in s.actions if a.label == "certbot certonly")
     assert certbot.cmd.render() == (
         "certbot certonly --webroot -w /var/lib/mlctl/acme/app --cert-name app"
@@ -495,7 +500,7 @@ def test_a_named_site_turns_on_mlctl_default_site_in_the_same_nginx_test(write_i
     cfg = resolve(
         write_inventory, "    hosts: [t1.example.internal]\n    server_name: shop.example\n"
     )
-    step = planner.plan(bare(), cfg, fixed_secret).steps[-1]
+    step = next(s for s in planner.plan(bare(), cfg, fixed_secret).steps if s.name == "nginx site")
     enable = next(a for a in step.actions if a.label == "enable nginx site")
     assert enable.cmd.render() == (
         "set -e; ln -sfn /etc/nginx/sites-available/app /etc/nginx/sites-enabled/app ;"
