@@ -4,6 +4,7 @@ this machine, and the served certificate judged by `check` and `monitor`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import ssl
 import subprocess
@@ -211,7 +212,7 @@ def test_files_mode_uploads_the_pair_and_the_key_is_written_0600_from_its_first_
         " mv -f /etc/mlctl/tls/app/privkey.pem.tmp /etc/mlctl/tls/app/privkey.pem ;"
     )
     assert b"PRIVATE KEY" in key.stdin and b"PRIVATE KEY" not in key.cmd.render().encode()
-    sums = {p: planner.hashlib.sha256(d).hexdigest() for p, d in uploads.items()}
+    sums = {p: hashlib.sha256(d).hexdigest() for p, d in uploads.items()}
     again = planner.plan(bare(sums=sums), cfg, fixed_secret, uploads).steps
     assert not next(s for s in again if s.name == "certificate files").changed
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 
 from mlctl import remote
+from mlctl.commands import maintenance, processes
 from mlctl.commands import tls as tlscmd
-from mlctl.commands import maintenance
-from mlctl.commands import processes
 from mlctl.commands.db import load_env
 from mlctl.config import healthpaths
 from mlctl.config.layout import AppSlots, Layout, unit_name

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mlctl.commands import packages as pkg
 from mlctl.commands import processes as proc
-from mlctl.commands import provision_plan as planner
+from mlctl.commands import setup_steps
 from mlctl.core.shell import Cmd, Raw, script
 
 STEP = "processes"
@@ -70,7 +70,7 @@ def owned_files(project: str) -> list:
 MARKER = "# mlctl: project={project} entry="
 
 
-def step(facts, cfg) -> planner.Step:
+def step(facts, cfg) -> setup_steps.Step:
     """The packages installed and running, the unit files written, each unit enabled where it
     belongs and disabled elsewhere, stale ones removed."""
     text = facts.processes
@@ -78,17 +78,17 @@ def step(facts, cfg) -> planner.Step:
     found = [ln.split()[1] for ln in text.splitlines() if ln.startswith("file ")]
     wanted = wanted_files(cfg)
     actions = [*package_actions(cfg.packages, states)]
-    writes = planner.file_writes(facts.sums, wanted)
+    writes = setup_steps.file_writes(facts.sums, wanted)
     actions += calendar_checks(cfg, writes)
     actions += writes
     stale = [f for f in found if f not in wanted]
     if stale:
-        actions.append(planner.Action("remove old units", remove_units(stale)))
+        actions.append(setup_steps.Action("remove old units", remove_units(stale)))
     actions += unit_actions(facts.host, cfg, states, bool(writes or stale), "current yes" in text)
-    return planner.Step(STEP, bool(actions), tuple(actions))
+    return setup_steps.Step(STEP, bool(actions), tuple(actions))
 
 
-def package_actions(packages: list[str], states: dict) -> list[planner.Action]:
+def package_actions(packages: list[str], states: dict) -> list[setup_steps.Action]:
     missing = [p for p in packages if states.get(p, ("missing", ""))[0] != "installed"]
     off = [
         p
@@ -99,16 +99,18 @@ def package_actions(packages: list[str], states: dict) -> list[planner.Action]:
     out = []
     if missing:
         out.append(
-            planner.Action("install packages", pkg.install(missing), refusal=pkg.refusal(missing))
+            setup_steps.Action(
+                "install packages", pkg.install(missing), refusal=pkg.refusal(missing)
+            )
         )
     if missing or off:
         started = pkg.start_services(packages)
         why = f"the services of {', '.join(missing + off)} did not start"
-        out.append(planner.Action("start package services", started, refusal=why))
+        out.append(setup_steps.Action("start package services", started, refusal=why))
     return out
 
 
-def calendar_checks(cfg, writes) -> list[planner.Action]:
+def calendar_checks(cfg, writes) -> list[setup_steps.Action]:
     """systemd-analyze on the host judges each `on:` before its timer is written."""
     written = {a.label for a in writes}
     out = []
@@ -117,7 +119,7 @@ def calendar_checks(cfg, writes) -> list[planner.Action]:
         if p.kind == "schedule" and timer in written:
             why = f"schedule.{p.name}.on: {p.on!r} is not a systemd calendar expression"
             out.append(
-                planner.Action(f"check calendar {p.name}", verify_calendar(p.on), refusal=why)
+                setup_steps.Action(f"check calendar {p.name}", verify_calendar(p.on), refusal=why)
             )
     return out
 
@@ -140,11 +142,11 @@ def unit_actions(host: str, cfg, states: dict, rewritten: bool, has_release: boo
     out = []
     if on and (rewritten or not enabled or not running):
         current = f"{cfg.deploy_to}/current"
-        out.append(planner.Action("enable processes", proc.enable(on, current)))
+        out.append(setup_steps.Action("enable processes", proc.enable(on, current)))
     elif rewritten:
-        out.append(planner.Action("reload systemd", Cmd.of("systemctl", "daemon-reload")))
+        out.append(setup_steps.Action("reload systemd", Cmd.of("systemctl", "daemon-reload")))
     if off and (stray or rewritten):
-        out.append(planner.Action("disable processes not meant here", proc.disable(off)))
+        out.append(setup_steps.Action("disable processes not meant here", proc.disable(off)))
     return out
 
 

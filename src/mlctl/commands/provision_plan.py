@@ -8,7 +8,6 @@ actions (the .env's mode and owner are set again on every run).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,35 +15,22 @@ from urllib.parse import quote as urlquote
 
 from mlctl import remote
 from mlctl.commands import cutover as cut
-from mlctl.commands import maintenance
-from mlctl.commands import process_setup
+from mlctl.commands import maintenance, process_setup
 from mlctl.commands import provision as pv
-from mlctl.commands import service
-from mlctl.commands import sites
+from mlctl.commands import service, sites
 from mlctl.commands import tls as tlscmd
-from mlctl.commands.release import write_file
+from mlctl.commands.provision_tls import bootstraps, names_step, tls_steps
+from mlctl.commands.setup_steps import (  # noqa: F401 — the planner's API
+    NGINX_REFUSED,
+    Action,
+    Step,
+    digest,
+    enable_actions,
+    file_writes,
+)
 from mlctl.config import healthpaths
 from mlctl.config.layout import SLOTS, AppSlots, Layout, sqlite_path
 from mlctl.core.errors import PreflightFailed
-from mlctl.core.shell import Cmd
-
-
-@dataclass(frozen=True)
-class Action:
-    """One command of a step; `stdin` is streamed to it; a failing command with a `refusal`
-    stops setup with that message (and the command's last line of stderr as the hint)."""
-
-    label: str
-    cmd: Cmd
-    stdin: bytes | None = None
-    refusal: str = ""
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    changed: bool
-    actions: tuple[Action, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -254,19 +240,6 @@ def database_step(facts: HostFacts, cfg, env: dict) -> Step:
     )
 
 
-def digest(content: str) -> str:
-    return hashlib.sha256(content.encode()).hexdigest()
-
-
-def file_writes(sums: dict, wanted: dict[str, str]) -> tuple[Action, ...]:
-    """Write each wanted file whose content differs from the host's (or is missing)."""
-    return tuple(
-        Action(f"write {path}", write_file(path), content.encode())
-        for path, content in wanted.items()
-        if sums.get(path) != digest(content)
-    )
-
-
 def live_slot(facts: HostFacts) -> str:
     """The slot nginx sends to (blue on a host that has none yet)."""
     return facts.slots.get("live") or SLOTS[0]
@@ -304,13 +277,6 @@ def single_unit_step(facts: HostFacts, cfg) -> Step:
     return Step("single gunicorn unit", True, (remove,))
 
 
-NGINX_REFUSED = "nginx -t rejected the site; nginx was not reloaded"
-CERTBOT_REFUSED = (
-    "certbot could not obtain the certificate (port 80 serves only the ACME challenge until it"
-    " does; rerun setup once the names resolve to this host)"
-)
-
-
 def site_step(facts: HostFacts, cfg) -> Step:
     """The project's site and mlctl's default one, written, linked and tested together (one
     `nginx -t` sees them both), then one reload; first the files naming the live slot."""
@@ -339,81 +305,3 @@ def live_files(facts: HostFacts, cfg) -> tuple[Action, ...]:
         return ()
     write = cut.write_live(AppSlots(cfg.project["name"]), Layout(cfg.deploy_to), live_slot(facts))
     return (Action("name the live slot", write),)
-
-
-def enable_actions(avail: str, enabled: str, default_on: bool) -> tuple[Action, ...]:
-    link = sites.enable(avail, enabled, default_on)
-    return Action("enable nginx site", link, refusal=NGINX_REFUSED), Action(
-        "reload nginx", pv.reload_nginx()
-    )
-
-
-def bootstraps(facts: HostFacts, cfg) -> bool:
-    """acme without its certificate yet: port 80 is served first, for the challenge."""
-    return cfg.tls.mode == "acme" and not facts.cert_ready
-
-
-def tls_steps(facts: HostFacts, cfg, uploads: dict[str, bytes]) -> list[Step]:
-    """The certificate: the operator's files uploaded, or certbot's obtained (acme)."""
-    if not cfg.tls.on:
-        return []
-    project = cfg.project["name"]
-    writes = tuple(
-        Action(f"write {path}", upload_cmd(path, cfg), data)
-        for path, data in uploads.items()
-        if facts.sums.get(path) != hashlib.sha256(data).hexdigest()
-    )
-    dirs = (Action("TLS directory", tlscmd.make_dir(f"{tlscmd.TLS_DIR}/{project}")),)
-    step = Step("certificate files", bool(writes), (dirs + writes) if writes else ())
-    if cfg.tls.mode == "files":
-        return [step]
-    return [step, acme_step(facts, cfg)]
-
-
-def certbot_action(cfg) -> Action:
-    project = cfg.project["name"]
-    ca = tlscmd.cert_paths(project, cfg.tls).ca
-    cmd = tlscmd.certbot_certonly(project, cfg.server_name, cfg.tls, ca)
-    return Action("certbot certonly", cmd, refusal=CERTBOT_REFUSED)
-
-
-def names_step(facts: HostFacts, cfg) -> list[Step]:
-    """acme, a certificate there and the site rewritten (its names may have changed): once the
-    new site serves the challenge for every name, certbot asks again (a no-op while the
-    certificate covers the names and is not due), and nginx reloads to serve what it got."""
-    if cfg.tls.mode != "acme" or not facts.cert_ready:
-        return []
-    if not file_writes(facts.sums, pv.site_file(cfg, nginx=facts.nginx)):
-        return []
-    return [
-        Step(
-            "certificate names",
-            True,
-            (certbot_action(cfg), Action("reload nginx", pv.reload_nginx())),
-        )
-    ]
-
-
-def upload_cmd(path: str, cfg) -> Cmd:
-    paths = tlscmd.cert_paths(cfg.project["name"], cfg.tls)
-    return tlscmd.write_private(path) if path == paths.key else write_file(path)
-
-
-def acme_step(facts: HostFacts, cfg) -> Step:
-    """certbot's certificate: on the first run port 80 is served (the challenge) before certbot
-    asks for it; the renewal timer and the hook that reloads nginx on renewal are ensured."""
-    project = cfg.project["name"]
-    hook = file_writes(facts.sums, {tlscmd.DEPLOY_HOOK: tlscmd.DEPLOY_HOOK_TEXT})
-    hook = tuple(Action(a.label, write_file(tlscmd.DEPLOY_HOOK, "0755"), a.stdin) for a in hook)
-    prepare = (
-        Action("ACME webroot", tlscmd.make_dir(tlscmd.webroot(project))),
-        Action("hook directory", tlscmd.make_dir(tlscmd.DEPLOY_HOOK.rsplit("/", 1)[0])),
-    )
-    timer = Action("renewal timer", tlscmd.renewal_on())
-    if not bootstraps(facts, cfg):
-        return Step("certificate", bool(hook), (*prepare, *hook, timer))
-    avail, enabled = pv.site_paths(project)
-    port80 = file_writes({}, pv.site_file(cfg, cert_ready=False))
-    on = sites.wants_default(cfg.server_name, facts.others)
-    actions = (*prepare, *hook, *port80, *enable_actions(avail, enabled, on), certbot_action(cfg))
-    return Step("certificate", True, (*actions, timer))

@@ -16,8 +16,8 @@ from mlctl.config.layout import unit_name
 from mlctl.config.sections import Thresholds
 from mlctl.core import console
 from mlctl.core.errors import ConnectError, MlctlError
-from mlctl.tasks.cert_judges import tls_checks
 from mlctl.tasks import process_checks
+from mlctl.tasks.cert_judges import tls_checks
 from mlctl.tasks.judges import (  # noqa: F401 — Check, deploy_checks_check, lock_state: checks' names too
     EXIT,
     FAIL,

@@ -18,8 +18,7 @@ from pathlib import Path
 from mlctl.config.sections import Health, Thresholds
 from mlctl.core import console
 from mlctl.core.errors import UsageError
-from mlctl.tasks import cert_judges
-from mlctl.tasks import process_checks
+from mlctl.tasks import cert_judges, process_checks
 from mlctl.tasks.checks import gather
 from mlctl.transport.journal import state_dir
 from mlctl.transport.selection import open_session
