@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench import report
+from bench import report, scenarios
+from bench.peers import Capistrano, Pyinfra
 from bench.tools import ENV, Ansible, BenchError, Floor, Mlctl, Workspace
 from tests.hosts.farm import placed
 
@@ -22,7 +23,10 @@ FARM_PREFIX, FARM_NETWORK, FARM_DIR = placed(
     "mlbench", "198.51.100.192/26", Path("/tmp/mlctl-bench-farm")
 )
 WORK_DIR = Path("/tmp/mlctl-bench-work")
-HOSTS = 3
+HOSTS = 8  # the farm; the timed cases use COUNTS, the growth case GROWTH
+COUNTS = [1, 3]
+GROWTH = [1, 3, 8]
+PEERS = ["floor", "ansible", "capistrano", "pyinfra"]
 
 
 def parse_args(argv):
@@ -31,22 +35,32 @@ def parse_args(argv):
     p.add_argument(
         "--cold-repeat", type=int, default=2, help="runs per cold-deploy case (default 2)"
     )
+    p.add_argument(
+        "--load-repeat", type=int, default=2, help="runs per under-load case (default 2)"
+    )
+    p.add_argument("--farm-hosts", type=int, default=HOSTS, help=f"hosts to boot (default {HOSTS})")
     p.add_argument("--quick", action="store_true", help="one run of every case; no RESULTS.md")
     p.add_argument(
         "--cases",
-        default="warm,ops,cli,cold",
-        help="comma list of warm (with rollback), ops (check, diag), cli, cold",
+        default="warm,ops,cli,cold,load,growth",
+        help="comma list of warm (with rollback), ops (check, diag), cli, cold, load, growth",
     )
-    p.add_argument("--no-ansible", action="store_true", help="skip the Ansible playbook")
+    p.add_argument(
+        "--tools",
+        default=",".join(["mlctl"] + PEERS),
+        help="comma list of mlctl, floor, ansible, capistrano, pyinfra (mlctl always runs)",
+    )
     p.add_argument(
         "--out", help="where to write the results (default bench/RESULTS.md; none with --quick)"
     )
     args = p.parse_args(argv)
     if args.quick:
-        args.repeat = args.cold_repeat = 1
+        args.repeat = args.cold_repeat = args.load_repeat = 1
     if args.out is None and not args.quick:
         args.out = str(Path(__file__).with_name("RESULTS.md"))
     args.cases = {c.strip() for c in args.cases.split(",") if c.strip()}
+    chosen = {t.strip() for t in args.tools.split(",")}
+    args.tools = ["mlctl"] + [t for t in PEERS if t in chosen]
     return args
 
 
@@ -67,22 +81,62 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     started = time.monotonic()
     load_before = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    versions = install_tools(args.tools)
+    res = report.Results()
+    code = run_farm(args, res)
+    if code:
+        return code
+    facts = report.machine() + versions
+    at_end = next(i for i, (k, _) in enumerate(facts) if k.startswith("load average"))
+    facts.insert(at_end, ("load average at the start (1/5/15 min)", load_before))
+    facts.append(("bench wall time", f"{time.monotonic() - started:.0f} s"))
+    facts.append(("mlctl", mlctl_revision()))
+    settings = (
+        f"Runs per case: {args.repeat} (cold deploys: {args.cold_repeat}; under load: "
+        f"{args.load_repeat}); {args.farm_hosts} test hosts booted on this machine, "
+        "sharing its CPUs."
+    )
+    text = report.results_md(res, COUNTS, facts, settings)
+    print()
+    print(text.split("## Analysis")[0])
+    if args.out:
+        Path(args.out).write_text(text)
+        say(f"wrote {args.out}")
+    return 0
 
+
+def install_tools(tools: list[str]) -> list[tuple[str, str]]:
+    """Install (or find) the peers that need it; their versions for the machine table."""
+    out = []
+    if "ansible" in tools:
+        out.append(("ansible-core", Ansible.install()))
+    if "capistrano" in tools:
+        out.append(("Capistrano", Capistrano.install()))
+    if "pyinfra" in tools:
+        out.append(("pyinfra", Pyinfra.install()))
+    return out
+
+
+def mlctl_revision() -> str:
+    here = Path(__file__).resolve().parent.parent
+    git = ["git", "-C", str(here), "log", "-1", "--format=%h %s"]
+    return subprocess.run(git, capture_output=True, text=True).stdout.strip()[:90]
+
+
+def run_farm(args, res: report.Results) -> int:
+    """Boot the farm, run the cases into `res`, take the farm down (also on error, Ctrl-C)."""
     from tests.hosts import Farm
 
-    ansible_version = "" if args.no_ansible else Ansible.install()
-    farm = Farm(HOSTS, workdir=FARM_DIR, prefix=FARM_PREFIX, network=FARM_NETWORK)
-    res = report.Results()
-    ansible = None
+    farm = Farm(args.farm_hosts, workdir=FARM_DIR, prefix=FARM_PREFIX, network=FARM_NETWORK)
+    bench = None
     code = 0
     try:
-        say(f"booting {HOSTS} hosts ({FARM_PREFIX}, {FARM_NETWORK}) …")
+        say(f"booting {args.farm_hosts} hosts ({FARM_PREFIX}, {FARM_NETWORK}) …")
         farm.up()
         ws = Workspace(WORK_DIR, farm)
         ws.create()
         bench = Bench(args, ws, res)
         bench.setup()
-        ansible = None if args.no_ansible else bench.ansible
         bench.measure()
     except KeyboardInterrupt:
         print("\nbench: interrupted; taking the farm down", file=sys.stderr)
@@ -91,42 +145,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {e}", file=sys.stderr)
         code = 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop teardown
-        try:
-            if ansible:
-                ansible.close()
-            say("taking the farm down …")
-            farm.down()
-            leftovers = check_clean()
-            if leftovers:
-                print("bench: left behind: " + "; ".join(leftovers), file=sys.stderr)
-                code = code or 1
-        finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-    if code:
-        return code
+        code = teardown(farm, bench) or code
+    return code
 
-    hosts = [1, HOSTS]
-    text = report.tables(res, hosts)
-    print()
-    print(text)
-    print(report.verdict_table(res, hosts))
-    for note in report.run_notes(res):
-        print(f"- {note}")
-    facts = report.machine()
-    if ansible_version:
-        facts.append(("ansible-core", ansible_version))
-    at_end = next(i for i, (k, _) in enumerate(facts) if k.startswith("load average"))
-    facts.insert(at_end, ("load average at the start (1/5/15 min)", load_before))
-    facts.append(("bench wall time", f"{time.monotonic() - started:.0f} s"))
-    settings = (
-        f"Runs per case: {args.repeat} (cold deploys: {args.cold_repeat}); "
-        f"{HOSTS} test hosts booted on this machine, sharing its CPUs."
-    )
-    if args.out:
-        Path(args.out).write_text(report.results_md(res, hosts, facts, settings))
-        say(f"wrote {args.out}")
-    return 0
+
+def teardown(farm, bench) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop teardown
+    try:
+        if bench and "ansible" in bench.tools:
+            bench.ansible.close()
+        say("taking the farm down …")
+        farm.down()
+        leftovers = check_clean()
+        if leftovers:
+            print("bench: left behind: " + "; ".join(leftovers), file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def check_clean() -> list[str]:
@@ -158,7 +194,9 @@ class Bench:
         self.pyver, self.platforms = self.host_python()
         self.floor = Floor(ws, self.pyver, self.platforms)
         self.ansible = Ansible(ws, self.pyver, self.platforms)
-        self.tools = ["mlctl", "floor"] + ([] if args.no_ansible else ["ansible"])
+        self.capistrano = Capistrano(ws, self.pyver, self.platforms)
+        self.pyinfra = Pyinfra(ws, self.pyver, self.platforms)
+        self.tools = args.tools
 
     def host_python(self) -> tuple[str, list[str]]:
         from mlctl.project.wheelhouse import platform_tags
@@ -174,7 +212,7 @@ class Bench:
     # ------------------------------------------------------------ setup
 
     def setup(self) -> None:
-        n = HOSTS
+        n = self.args.farm_hosts
         say(f"setup: mlctl {ENV} setup + first deploy on {n} hosts (builds the venv) …")
         self.mlctl.run(n, ENV, "setup")
         self.mlctl.deploy(n)
@@ -182,22 +220,25 @@ class Bench:
             self.ansible.prepare()
         # One unmeasured round of each tool: caches, compiled bytecode, Ansible's master
         # connections (ControlPersist keeps them across runs: its best case).
-        say("warm-up: one unmeasured deploy of each tool on all hosts …")
+        say(f"warm-up: one unmeasured deploy of each tool on {COUNTS[-1]} hosts …")
         for tool in self.tools:
-            self.deploy(tool, n, self.ws.code_change(f"warm-up {tool}"))
+            self.deploy(tool, COUNTS[-1], self.ws.code_change(f"warm-up {tool}"))
 
-    def deploy(self, tool: str, n: int, commit: str, cold: bool = False):
-        if tool == "mlctl":
-            return self.mlctl.deploy(n)
-        if tool == "floor":
-            return self.floor.deploy(n, commit, cold)
-        return self.ansible.deploy(n, commit, cold)
+    def deploy(self, tool: str, n: int, commit: str, cold: bool = False, ok=(0,)):
+        """One deploy of `commit` (the repository's HEAD: mlctl deploys that) by `tool`."""
+        return getattr(self, tool).deploy(n, commit, cold, ok=ok)
 
     # ------------------------------------------------------------ cases
 
     def measure(self) -> None:
         cases = self.args.cases
-        counts = [1, HOSTS]
+        counts = COUNTS
+        if "load" in cases:
+            self.res.load = scenarios.load_case(self, say)
+        if "growth" in cases:
+            self.res.growth = scenarios.growth_case(
+                self, say, [n for n in GROWTH if n <= self.args.farm_hosts]
+            )
         if "warm" in cases:
             for n in counts:
                 self.warm(n)
@@ -268,4 +309,4 @@ class Bench:
         elif tool == "floor":
             trips.append(Floor.round_trips(kind == "cold"))
         else:
-            trips.append(Ansible.round_trips(run))
+            trips.append(type(getattr(self, tool)).round_trips(run))
