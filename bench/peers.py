@@ -90,4 +90,4 @@ class Pyinfra(Peer):
     @staticmethod
     def round_trips(run: Run) -> int:
         """Operations (each one or more commands, after the facts it reads)."""
-        return run.stdout.count("--> Starting operation:")
+        return (run.stdout + run.stderr).count("--> Starting operation:")

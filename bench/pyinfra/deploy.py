@@ -18,7 +18,7 @@ import tempfile
 
 from pyinfra import host
 from pyinfra.facts.server import Command
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, server
 
 REPO, COMMIT, RID = os.environ["REPO"], os.environ["COMMIT"], os.environ["RELEASE_ID"]
 WORK = os.environ["WORK"]
@@ -136,11 +136,13 @@ server.shell(
     name="Switch current atomically",
     commands=[f"ln -sfn {R} {D}/current.new && mv -Tf {D}/current.new {D}/current"],
 )
-systemd.service(name="Restart gunicorn", service=f"{UNIT}.service", restarted=True)
+# On a two-slot host the live slot: see bench/app-restart.sh.
+restart = f"/usr/local/sbin/bench-restart-app {D} {UNIT}"
+server.shell(name="Restart gunicorn", commands=[restart])
 
 revert = (
     f"ln -sfn {shlex.quote(current)} {D}/current.new && mv -Tf {D}/current.new {D}/current && "
-    f"systemctl restart {UNIT}.service"
+    f"{restart}"
 )
 server.shell(
     name="Health: /healthz names the new release, / answers below 500; else switch back",

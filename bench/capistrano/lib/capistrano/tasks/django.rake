@@ -48,6 +48,11 @@ def swap_current(target)
   execute :mv, "-Tf", tmp, current_path
 end
 
+# On a two-slot host the live slot: see bench/app-restart.sh.
+def restart_app
+  execute "/usr/local/sbin/bench-restart-app", fetch(:deploy_to), fetch(:unit)
+end
+
 namespace :django do
   desc "Link the venv: the current release's while requirements.txt is unchanged, else a new one"
   task :venv do
@@ -84,9 +89,9 @@ namespace :django do
     end
   end
 
-  desc "Restart gunicorn"
+  desc "Restart gunicorn (bench-restart-app)"
   task :restart do
-    on(release_roles(:app)) { execute :systemctl, "restart", "#{fetch(:unit)}.service" }
+    on(release_roles(:app)) { restart_app }
   end
 
   desc "Wait until nginx serves the new commit on /healthz and / answers below 500"
@@ -110,7 +115,7 @@ namespace :django do
       previous = host.fetch(:previous_release)
       next if previous.nil? || capture(:readlink, current_path) == previous
       swap_current(previous)
-      execute :systemctl, "restart", "#{fetch(:unit)}.service"
+      restart_app
     end
   end
 end
