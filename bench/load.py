@@ -157,7 +157,7 @@ class LoadRun:
     serving: str  # the release /healthz names once the deploy is over
 
 
-def under_load(deploy, addresses: list[str], failing: str = "", baseline=5.0, tail=1.0):
+def under_load(deploy, addresses: list[str], failing: str = "", baseline=4.0, tail=1.0):
     """Run deploy() while the client runs: `baseline` seconds before it, `tail` after it.
     Returns (the deploy's Run, baseline Figures, Figures during the deploy)."""
     with Load(addresses) as load:

@@ -109,7 +109,11 @@ def tables(res: Results, host_counts: list[int]) -> str:
         head = ["case", "hosts"] + [NAMES[t] for t in TOOLS] + ["mlctl / floor"]
         head += [f"{NAMES[t]} / mlctl" for t in TOOLS[2:]]
         out.append(md_table(head, rows))
+    out += hosts_table(res, host_counts) + cli_table(res) + trips_table(res) + steps_table(res)
+    return "\n".join(out) + "\n"
 
+
+def hosts_table(res: Results, host_counts: list[int]) -> list[str]:
     rows = []
     lo, hi = host_counts[0], host_counts[-1]
     for case, tool, label in (
@@ -125,26 +129,32 @@ def tables(res: Results, host_counts: list[int]) -> str:
     ):
         if not res.has(case, tool, lo):
             continue
-        rows.append(
-            [
-                label,
-                res.s(case, tool, lo).cell(),
-                res.s(case, tool, hi).cell(),
-                fmt_ratio(res.ratio((case, tool, hi), (case, tool, lo))),
-            ]
-        )
-    if rows and lo != hi:
-        out.append(f"\n**{lo} host vs {hi} hosts** — wall seconds, median (min–max)\n")
-        out.append(md_table(["operation", f"{lo} host", f"{hi} hosts", f"{hi}h / {lo}h"], rows))
+        cells = [res.s(case, tool, lo).cell(), res.s(case, tool, hi).cell()]
+        ratio = fmt_ratio(res.ratio((case, tool, hi), (case, tool, lo)))
+        rows.append([label, *cells, ratio])
+    if not rows or lo == hi:
+        return []
+    head = ["operation", f"{lo} host", f"{hi} hosts", f"{hi}h / {lo}h"]
+    return [
+        f"\n**{lo} host vs {hi} hosts** — wall seconds, median (min–max)\n",
+        md_table(head, rows),
+    ]
 
+
+def cli_table(res: Results) -> list[str]:
     rows = []
     for case, label in (("help", "mlctl --help"), ("status", "mlctl test status (1 warm host)")):
         if res.has(case, "mlctl", 1):
             rows.append([label, res.s(case, "mlctl", 1).cell()])
-    if rows:
-        out.append("\n**CLI start-up** — wall seconds, median (min–max)\n")
-        out.append(md_table(["command", "seconds"], rows))
+    if not rows:
+        return []
+    return [
+        "\n**CLI start-up** — wall seconds, median (min–max)\n",
+        md_table(["command", "seconds"], rows),
+    ]
 
+
+def trips_table(res: Results) -> list[str]:
     rows = []
     for kind, label in (("warm", "warm redeploy"), ("cold", "cold deploy")):
         cells = [label]
@@ -153,36 +163,40 @@ def tables(res: Results, host_counts: list[int]) -> str:
             cells.append("/".join(map(str, counts)) if counts else "—")
         if any(c != "—" for c in cells[1:]):
             rows.append(cells)
-    if rows:
-        out.append(
-            "\n**Remote round trips per host** (mlctl: journal records with a host; floor: ssh "
-            "invocations; Ansible: module runs incl. loop items and retries; Capistrano: "
-            "numbered commands of its log, test/capture not counted; pyinfra: operations run)\n"
-        )
-        out.append(md_table(["deploy"] + [NAMES[t] for t in TOOLS], rows))
+    if not rows:
+        return []
+    return [
+        "\n**Remote round trips per host** (mlctl: journal records with a host; floor: ssh "
+        "invocations; Ansible: module runs incl. loop items and retries; Capistrano: "
+        "commands its log shows, test/capture not counted; pyinfra: operations, each after the "
+        "facts it reads)\n",
+        md_table(["deploy"] + [NAMES[t] for t in TOOLS], rows),
+    ]
 
-    if res.steps:
-        counts = sorted(res.steps)
-        steps: list[str] = []
+
+def steps_table(res: Results) -> list[str]:
+    if not res.steps:
+        return []
+    counts = sorted(res.steps)
+    steps: list[str] = []
+    for n in counts:
+        steps += [s for s in res.steps[n] if s not in steps]
+    rows = []
+    for step in steps:
+        cells = [step]
         for n in counts:
-            steps += [s for s in res.steps[n] if s not in steps]
-        rows = []
-        for step in steps:
-            cells = [step]
-            for n in counts:
-                vals = res.steps[n].get(step)
-                cells.append(f"{statistics.median(vals):.0f}" if vals else "—")
-            rows.append(cells)
-        total = ["**sum of remote steps**"]
-        for n in counts:
-            total.append(f"**{sum(statistics.median(v) for v in res.steps[n].values()):.0f}**")
-        rows.append(total)
-        out.append(
-            "\n**mlctl warm deploy, remote steps** — median ms per run (slowest host; a step "
-            "run twice is summed)\n"
-        )
-        out.append(md_table(["step"] + [f"{n} host(s)" for n in counts], rows))
-    return "\n".join(out) + "\n"
+            vals = res.steps[n].get(step)
+            cells.append(f"{statistics.median(vals):.0f}" if vals else "—")
+        rows.append(cells)
+    total = ["**sum of remote steps**"]
+    for n in counts:
+        total.append(f"**{sum(statistics.median(v) for v in res.steps[n].values()):.0f}**")
+    rows.append(total)
+    return [
+        "\n**mlctl warm deploy, remote steps** — median ms per run (slowest host; a step "
+        "run twice is summed)\n",
+        md_table(["step"] + [f"{n} host(s)" for n in counts], rows),
+    ]
 
 
 TARGETS = """\
@@ -216,7 +230,7 @@ def deploy_verdicts(res: Results, n: int) -> list[tuple[str, str, bool]]:
     r = res.ratio(("warm", "mlctl", n), ("warm", "floor", n))
     if r == r:
         out.append((f"warm redeploy ≤ 1.1× floor ({n}h)", f"{r:.2f}×", r <= 1.1))
-    peers = [t for t in TOOLS[1:] if res.has("warm", t, n)]
+    peers = [t for t in TOOLS[2:] if res.has("warm", t, n)]
     if peers:
         fastest = min(peers, key=lambda t: res.med("warm", t, n))
         r = res.ratio(("warm", fastest, n), ("warm", "mlctl", n))
@@ -267,7 +281,7 @@ def extra_sections(res: Results) -> list[str]:
             "",
             "Host h1, 50 requests/s (`/`, `/healthz`, `/static/notes/style.css` in turn) through "
             "its nginx from the control machine, 64 workers, one new connection per request, "
-            "latency from each request's scheduled time; *base*: the 5 s before the deploy; the "
+            "latency from each request's scheduled time; *base*: the 4 s before the deploy; the "
             "deploy's window runs from its start to 1 s after it ends. *errors*: connection "
             "errors, timeouts and 5xx; *failing release*: Django's 500s of the release whose `/` "
             "raises and bodies naming it; *serving after*: the release /healthz names then.",

@@ -25,7 +25,7 @@ def load_case(bench, say) -> list[LoadRun]:
     """For every tool: a good deploy and a failing one (its health check decides), under load on
     host h1; after the failing one, the fix deployed by the same tool (not measured)."""
     runs: list[LoadRun] = []
-    for i in range(bench.args.load_repeat):
+    for i in bench.rounds(bench.args.load_repeat, "load"):
         for tool in bench.tools:
             runs.append(load_good(bench, tool))
             runs.append(load_failing(bench, tool))
@@ -77,7 +77,7 @@ def growth_case(bench, say, counts: list[int]) -> Growth:
     """status, check and a warm deploy at each host count, `repeat` times, interleaved."""
     g = Growth()
     m = bench.mlctl
-    for i in range(bench.args.repeat):
+    for i in bench.rounds(bench.args.repeat, "growth"):
         for n in counts:
             hosts = bench.ws.hosts(n)
             s = g.measure("status", hosts, lambda n=n: m.run(n, ENV, "status"))
