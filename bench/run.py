@@ -24,8 +24,7 @@ FARM_PREFIX, FARM_NETWORK, FARM_DIR = placed(
 )
 WORK_DIR = Path("/tmp/mlctl-bench-work")
 BENCH_DIR = Path(__file__).resolve().parent
-HOSTS = 8  # the farm; the timed cases use COUNTS, the growth case GROWTH
-COUNTS = [1, 3]
+HOSTS = 8  # the farm; the timed cases use --warm-hosts, the growth case GROWTH
 GROWTH = [1, 3, 8]
 PEERS = ["floor", "ansible", "capistrano", "pyinfra"]
 
@@ -60,6 +59,7 @@ def parse_args(argv):
     if args.out is None and not args.quick:
         args.out = str(Path(__file__).with_name("RESULTS.md"))
     args.cases = {c.strip() for c in args.cases.split(",") if c.strip()}
+    args.warm_hosts = sorted({int(n) for n in args.warm_hosts.split(",") if n.strip()})
     chosen = {t.strip() for t in args.tools.split(",")}
     args.tools = ["mlctl"] + [t for t in PEERS if t in chosen]
     return args
@@ -85,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     versions = install_tools(args.tools)
     res = report.Results()
     code = run_farm(args, res)
-    if code:
+    if code and not res.times and not res.load:
         return code
+    if code:  # what was measured before the stop is still worth reading: written, and said so
+        res.notes.append(f"the run stopped early (exit {code}); the tables hold what it measured")
     facts = report.machine() + versions
     at_end = next(i for i, (k, _) in enumerate(facts) if k.startswith("load average"))
     facts.insert(at_end, ("load average at the start (1/5/15 min)", load_before))
@@ -97,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.load_repeat}); {args.farm_hosts} test hosts booted on this machine, "
         "sharing its CPUs."
     )
-    text = report.results_md(res, COUNTS, facts, settings)
+    text = report.results_md(res, args.warm_hosts, facts, settings)
     print()
     print(text.split("## Analysis")[0])
     if args.out:
         Path(args.out).write_text(text)
         say(f"wrote {args.out}")
-    return 0
+    return code
 
 
 def install_tools(tools: list[str]) -> list[tuple[str, str]]:
@@ -254,7 +256,7 @@ class Bench:
     def measure(self) -> None:
         self.started = time.monotonic()
         cases = self.args.cases
-        counts = COUNTS
+        counts = self.args.warm_hosts
         if "load" in cases:
             self.res.load = scenarios.load_case(self, say)
         if "growth" in cases:
