@@ -143,6 +143,11 @@ def healthz(address: str) -> dict:
 
 
 D = "/srv/djangoapp"
+# The app slot nginx sends to (gunicorn-djangoapp@blue or @green), as a shell word for ssh().
+LIVE_UNIT = (
+    "gunicorn-djangoapp@$(sed -n 's/.*gunicorn-djangoapp-\\([a-z]*\\)\\.sock.*/\\1/p'"
+    " /etc/nginx/mlctl/djangoapp.upstream.conf)"
+)
 
 
 def new_project(farm, tmp_path_factory, **env_overrides) -> tuple[Path, Path]:

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from .helpers import D, healthz, mlctl, new_project, ssh
+from .helpers import LIVE_UNIT, D, healthz, mlctl, new_project, ssh
 
 pytestmark = pytest.mark.hosts
 
@@ -56,8 +56,8 @@ FAULTS = [
     ),
     (
         "gunicorn",
-        "sudo systemctl stop gunicorn-djangoapp.service gunicorn-djangoapp.socket",
-        "sudo systemctl start gunicorn-djangoapp.socket",
+        f"sudo systemctl stop {LIVE_UNIT}.service {LIVE_UNIT}.socket",
+        f"sudo systemctl start {LIVE_UNIT}.socket",
         "",
     ),
     ("database", "sudo systemctl stop postgresql", "sudo systemctl start postgresql", ""),
@@ -240,7 +240,7 @@ def test_check_on_a_host_serving_500_exits_2_naming_the_path_and_the_error(live)
     farm, broken, healthy = live["farm"], live["hosts"][0], live["hosts"][1]
     views = f"{D}/current/notes/views.py"
     raises = '\n\ndef index(request):\n    raise ValueError("check sees this")\n'
-    restart = "sudo systemctl restart gunicorn-djangoapp.service"
+    restart = f"sudo systemctl restart {LIVE_UNIT}.service"
     ssh(farm, broken, f"sudo cp {views} /var/tmp/views.py")
     ssh(farm, broken, f"printf %s {shlex.quote(raises)} | sudo tee -a {views} >/dev/null")
     ssh(farm, broken, restart)

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import D, add_pinned_field, current, healthz, mlctl, new_project, psql, ssh
+from .helpers import LIVE_UNIT, D, add_pinned_field, current, healthz, mlctl, new_project, psql, ssh
 
 pytestmark = pytest.mark.hosts
 
-GUNICORN_PYTHON = (
-    "readlink -f /proc/$(systemctl show -p MainPID --value gunicorn-djangoapp.service)/exe"
-)
+GUNICORN_PYTHON = f"readlink -f /proc/$(systemctl show -p MainPID --value {LIVE_UNIT}.service)/exe"
 
 
 @pytest.fixture(scope="module")

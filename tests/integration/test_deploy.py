@@ -39,7 +39,8 @@ def test_setup_provisions_hosts_and_second_run_changes_nothing(world):
     assert "changed" in first
     for h in farm.hosts:
         assert (
-            ssh(farm, h, "systemctl is-active gunicorn-djangoapp.socket nginx") == "active\nactive"
+            ssh(farm, h, "systemctl is-active gunicorn-djangoapp@blue.socket nginx")
+            == "active\nactive"
         )
         assert ssh(farm, h, f"stat -c '%a %U %G' {D}/shared/.env") == "640 root www-data"
         assert ssh(farm, h, f"stat -c '%a %U %G' {D}/shared/media") == "750 www-data www-data"
@@ -52,20 +53,20 @@ def test_setup_provisions_hosts_and_second_run_changes_nothing(world):
             farm,
             h,
             f"sudo sha256sum {D}/shared/.env /etc/nginx/sites-available/"
-            "djangoapp /etc/systemd/system/gunicorn-djangoapp.*",
+            "djangoapp /etc/systemd/system/gunicorn-djangoapp@.*",
         )
         for h in farm.hosts
     }
     second = mlctl(inv, "test", "setup").stderr + mlctl(inv, "live", "setup", "--yes").stderr
     assert "changed" not in second, second
-    assert second.count(": ok") == 7 * len(farm.hosts)
+    assert second.count(": ok") == 9 * len(farm.hosts)
     for h in farm.hosts:
         assert before[h.address] == ssh(
             farm,
             h,
             f"sudo sha256sum {D}/shared/.env /etc/nginx/"
             "sites-available/djangoapp /etc/systemd/system/"
-            "gunicorn-djangoapp.*",
+            "gunicorn-djangoapp@.*",
         )
 
 
@@ -384,8 +385,9 @@ def test_dry_run_prints_the_commands_and_changes_nothing(world):
     before = ssh(farm, h, tree)
     p = mlctl(inv, "test", "deploy", "--dry-run")
     # every step under the watcher (docs/reliability.md), its program named, not printed
-    switch = f"[{h.address}] switch and restart: sudo -n /usr/bin/python3 -I -S -c <mlctl-watch> "
-    assert switch in p.stdout and " sh -c 'set -e; " in p.stdout, p.stdout
+    start = rf"\[{re.escape(h.address)}\] start in slot (blue|green): sudo -n /usr/bin/python3"
+    assert re.search(start + r" -I -S -c <mlctl-watch> ", p.stdout), p.stdout
+    assert " sh -c 'set -e; " in p.stdout, p.stdout
     assert "import select" not in p.stdout
     assert "collectstatic" in p.stdout and "mv -Tf" in p.stdout
     # each printed step is the command as it runs: its own step number in the watcher's tag

@@ -127,10 +127,12 @@ def test_rolling_batches_switch_one_live_host_at_a_time(ops):
     logdir = ops["logs"] / "rolling"
     mlctl(inv, "live", "deploy", "--yes", env={"MLCTL_LOG_DIR": str(logdir)})
     records = [json.loads(line) for line in (logdir / "mlctl.jsonl").read_text().splitlines()]
-    # One "switch and restart" step per host (switch, restart, health probe); the second host's
-    # must start after the first host's has ended.
-    steps = {r["host"]: r for r in records if r["step"] == "switch and restart"}
-    first, second = (steps[h.address] for h in ops["live"][:2])
+    # Per host a start in the idle slot, then the cutover to it; the second host's start must
+    # begin after the first host's cutover has ended.
+    starts = {r["host"]: r for r in records if r["step"].startswith("start in slot ")}
+    cutovers = {r["host"]: r for r in records if r["step"].startswith("cutover to slot ")}
+    one, two = ops["live"][:2]
+    first, second = cutovers[one.address], starts[two.address]
     first_end = datetime.fromisoformat(first["ts"])
     second_start = datetime.fromisoformat(second["ts"]) - timedelta(
         milliseconds=second["duration_ms"]

@@ -69,7 +69,7 @@ def test_gunicorn_crashing_on_import_of_new_code_rolls_back(case):
     )
     with case.changed({"djangoapp/wsgi.py": crash}, "gunicorn crash") as commit:
         p = case.fails("test", "deploy", "--set", "timeouts.health=4")
-        assert "switch and restart" in last_line(p), p.stderr
+        assert "start in slot" in last_line(p), p.stderr
         assert "ImportError: gunicorn crash injected by the battery" in last_line(p), p.stderr
         for h in case.hosts:
             assert meta(case, h, commit)["status"] == "bad"

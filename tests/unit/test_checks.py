@@ -508,7 +508,13 @@ def test_diag_fields():
         "abcdef012345678",
         "Add tags",
     )
-    assert fields["gunicorn"] == {"state": "active", "pid": 4242, "socket": "active"}
+    assert fields["gunicorn"] == {
+        "state": "active",
+        "pid": 4242,
+        "socket": "active",
+        "slot": None,
+        "warm": None,
+    }
     assert fields["database"] == {"ok": True, "detail": "postgresql"}
     assert fields["disk"] == {"used_pct": 42.0, "free_bytes": 10 * 2**30}
     assert fields["last_deploy"]["user"] == "alice"

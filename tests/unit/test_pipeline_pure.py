@@ -281,7 +281,10 @@ def test_gunicorn_unit_follows_the_gunicorn_settings(write_inventory):
         "gunicorn.service", **provision.template_values(inventory.resolve(inv, "test"))
     )
     assert "--workers 2 --preload --access-logfile" in unit
-    assert "RuntimeDirectory=gunicorn-app\nEnvironment=XDG_RUNTIME_DIR=/run/gunicorn-app\n" in unit
+    assert (
+        "RuntimeDirectory=gunicorn-app-%i\nEnvironment=XDG_RUNTIME_DIR=/run/gunicorn-app-%i\n"
+        in unit
+    )
     # set before the project's packages run (cookiecutter-django's config/__init__.py imports a
     # Celery app that setdefault()s the local settings before wsgi_deploy.py can choose)
     assert "\nEnvironment=DJANGO_SETTINGS_MODULE=app.settings\n" in unit

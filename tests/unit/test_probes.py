@@ -38,14 +38,14 @@ def script_namespace() -> dict:
 
 def test_app_log_exact():
     assert probes.app_log("gunicorn-notes", 50).render() == (
-        "journalctl -u gunicorn-notes.service --no-pager -o short-iso -n 50"
+        "journalctl -u 'gunicorn-notes@*.service' --no-pager -o short-iso -n 50"
     )
 
 
 def test_app_log_since_and_follow_quote_the_user_value():
     cmd = probes.app_log("gunicorn-notes", 10, since="10 min ago; rm -rf /", follow=True)
     assert cmd.render() == (
-        "journalctl -u gunicorn-notes.service --no-pager -o short-iso -n 10 "
+        "journalctl -u 'gunicorn-notes@*.service' --no-pager -o short-iso -n 10 "
         "--since '10 min ago; rm -rf /' -f"
     )
 
@@ -101,7 +101,7 @@ def test_probe_config_exact():
         "settings_module": "djangoapp.settings",
         "service": "systemd",
         "unit": "gunicorn-notes",
-        "socket_path": "/run/gunicorn-notes.sock",
+        "upstream_file": "/etc/nginx/mlctl/notes.upstream.conf",
         "pidfile": "/srv/notes/run/gunicorn.pid",
         "bind": "127.0.0.1:8765",
         "health": {
@@ -134,7 +134,7 @@ def test_probe_config_refuses_unknown_mode():
 def test_log_command_per_service():
     s = settings()
     assert logs.log_command(s, "notes", "app", 5, None, False).render() == (
-        "journalctl -u gunicorn-notes.service --no-pager -o short-iso -n 5"
+        "journalctl -u 'gunicorn-notes@*.service' --no-pager -o short-iso -n 5"
     )
     assert logs.log_command(s, "notes", "nginx-error", 5, None, True).render() == (
         "tail -n 5 -F /var/log/nginx/error.log"

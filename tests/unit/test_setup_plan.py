@@ -18,6 +18,9 @@ SITE = "/etc/nginx/sites-available/app"
 PG = {"database.engine": "postgresql", "database.name": "app", "database.host": "localhost"}
 
 
+LIVE_BLUE = {"current": "", "live": "blue", "links": {}, "sockets": {"blue": {"enabled", "active"}}}
+
+
 def fixed_secret(n: int) -> str:
     return f"generated-{n}"
 
@@ -51,8 +54,7 @@ def provisioned(cfg, **changes) -> planner.HostFacts:
         marker="test",
         env=first.env,
         sums={path: planner.digest(text) for path, text in files.items()},
-        socket_enabled=True,
-        socket_active=True,
+        slots=LIVE_BLUE,
         site_linked=True,
         has_role=True,
         has_db=True,
@@ -74,7 +76,9 @@ def test_bare_host_plan_runs_every_step_in_order(cfg):
         ("database", False),  # SQLite: nothing to create
         ("shared .env", True),
         ("gunicorn units", True),
+        ("app slots", False),  # no release to run yet
         ("nginx site", True),
+        ("single gunicorn unit", False),
     ]
     labels = [label for label, _ in actions(plan)]
     assert labels == [
@@ -82,9 +86,10 @@ def test_bare_host_plan_runs_every_step_in_order(cfg):
         "create directories",
         "write marker",
         "write .env",
-        f"write {UNIT}.socket",
-        f"write {UNIT}.service",
+        f"write {UNIT}@.socket",
+        f"write {UNIT}@.service",
         "enable socket",
+        "name the live slot",
         f"write {SITE}",
         "enable nginx site",
         "reload nginx",
@@ -107,8 +112,7 @@ def test_bare_host_plan_runs_every_step_in_order(cfg):
         " && mv -f /srv/app/shared/.env.tmp /srv/app/shared/.env"
     )
     assert cmds["enable socket"] == (
-        "set -e; systemctl daemon-reload ; systemctl enable --now gunicorn-app.socket ;"
-        " systemctl enable gunicorn-app.service ;"
+        "set -e; systemctl daemon-reload ; systemctl enable --now gunicorn-app@blue.socket ;"
     )
     assert cmds["enable nginx site"] == (
         "set -e; ln -sfn /etc/nginx/sites-available/app /etc/nginx/sites-enabled/app ;"
@@ -151,12 +155,12 @@ def test_provisioned_host_keeps_its_own_secrets(pg_cfg):
     assert plan.env["SECRET_KEY"] == "kept-key"
     assert plan.env["PGPASSWORD"] == "generated-24"  # the first plan's, found in the .env
     assert plan.env["DATABASE_URL"] == "postgresql://app:generated-24@localhost:5432/app"
-    assert [s.changed for s in plan.steps] == [False] * 7
+    assert [s.changed for s in plan.steps] == [False] * 9
 
 
 def test_drifted_host_rewrites_only_what_drifted(cfg):
     sums = dict(provisioned(cfg).sums)
-    sums[f"{UNIT}.service"] = "0" * 64  # the unit file was edited by hand
+    sums[f"{UNIT}@.service"] = "0" * 64  # the unit file was edited by hand
     facts = provisioned(
         cfg, sums=sums, dirs_off=("/srv/app/shared/media",), site_linked=False
     )  # media chowned to root; the site's link removed
@@ -169,27 +173,29 @@ def test_drifted_host_rewrites_only_what_drifted(cfg):
     assert [label for label, _ in actions(plan)] == [
         "create directories",
         "env file mode",
-        f"write {UNIT}.service",
+        f"write {UNIT}@.service",
         "enable socket",
         "enable nginx site",
         "reload nginx",
     ]
-    write = next(a for s in plan.steps for a in s.actions if a.label == f"write {UNIT}.service")
+    write = next(a for s in plan.steps for a in s.actions if a.label == f"write {UNIT}@.service")
     assert write.cmd.render() == (
-        f"set -e; cat > {UNIT}.service.tmp ; chmod 0644 {UNIT}.service.tmp ;"
-        f" mv -f {UNIT}.service.tmp {UNIT}.service ;"
+        f"set -e; cat > {UNIT}@.service.tmp ; chmod 0644 {UNIT}@.service.tmp ;"
+        f" mv -f {UNIT}@.service.tmp {UNIT}@.service ;"
     )
-    assert write.stdin.decode() == pv.unit_files(cfg)[f"{UNIT}.service"]
+    assert write.stdin.decode() == pv.unit_files(cfg)[f"{UNIT}@.service"]
 
 
 def test_stopped_socket_is_enabled_again_without_rewriting_the_units(cfg):
-    plan = planner.plan(provisioned(cfg, socket_active=False), cfg, fixed_secret)
+    stopped = {**LIVE_BLUE, "sockets": {"blue": {"enabled"}}}
+    plan = planner.plan(provisioned(cfg, slots=stopped), cfg, fixed_secret)
     step = next(s for s in plan.steps if s.name == "gunicorn units")
     assert step.changed and [a.label for a in step.actions] == ["enable socket"]
 
 
 def test_a_nginx_site_that_fails_its_test_stops_setup_before_the_reload(cfg):
-    step = planner.plan(provisioned(cfg, site_linked=False), cfg, fixed_secret).steps[-1]
+    steps = planner.plan(provisioned(cfg, site_linked=False), cfg, fixed_secret).steps
+    step = next(s for s in steps if s.name == "nginx site")
     enable, reload = step.actions
     assert enable.refusal == "nginx -t rejected the site; nginx was not reloaded"
     assert not reload.refusal
@@ -236,9 +242,13 @@ def test_survey_output_becomes_facts():
             "# Managed by mlctl setup; values are secret.",
             "SECRET_KEY=abc=def",
             f"{pv.FACT} sums",
-            f"{'a' * 64}  {UNIT}.socket",
-            f"{pv.FACT} socket",
-            "enabled",
+            f"{'a' * 64}  {UNIT}@.socket",
+            f"{pv.FACT} slots",
+            "current releases/20260101000000-abc1234",
+            "link blue ../releases/20260101000000-abc1234",
+            "socket blue enabled",
+            "live blue",
+            "link green ",
             f"{pv.FACT} site",
             "",
             f"{pv.FACT} login",
@@ -255,9 +265,13 @@ def test_survey_output_becomes_facts():
         dirs_off=("/srv/app/shared/media",),
         marker="test",
         env={"SECRET_KEY": "abc=def"},
-        sums={f"{UNIT}.socket": "a" * 64},
-        socket_enabled=True,
-        socket_active=False,
+        sums={f"{UNIT}@.socket": "a" * 64},
+        slots={
+            "current": "20260101000000-abc1234",
+            "live": "blue",
+            "links": {"blue": "20260101000000-abc1234", "green": ""},
+            "sockets": {"blue": {"enabled"}},
+        },
         site_linked=False,
         has_role=True,
         has_db=False,
@@ -276,7 +290,7 @@ def test_survey_reads_everything_in_one_command_with_the_database_probe_last(pg_
         "marker",
         "env",
         "sums",
-        "socket",
+        "slots",
         "site",
         "login",
         "database",

@@ -5,10 +5,13 @@ from __future__ import annotations
 from mlctl.core.shell import Cmd
 
 
-def read_facts(python: str, program: str, deploy_to: str, public: list[str]) -> Cmd:
+def read_facts(
+    python: str, program: str, deploy_to: str, public: list[str], slots: tuple = ()
+) -> Cmd:
     """remote/facts.py as root: DEPLOY_TO's releases, metadata, marker, lock, the host's Python;
-    `public`: the .env names whose values are not secret."""
-    return Cmd.of(python, "-c", program, deploy_to, ",".join(public))
+    `public`: the .env names whose values are not secret; `slots`: (unit, upstream file) of a
+    server's app slots, whose state comes along."""
+    return Cmd.of(python, "-c", program, deploy_to, ",".join(public), *slots)
 
 
 def nonempty(path: str) -> Cmd:

@@ -14,7 +14,7 @@ import json
 from mlctl import remote
 from mlctl.commands.db import load_env
 from mlctl.config import healthpaths
-from mlctl.config.layout import Layout, unit_name
+from mlctl.config.layout import AppSlots, Layout, unit_name
 from mlctl.config.sections import Health
 from mlctl.core.shell import Cmd
 
@@ -39,7 +39,7 @@ def probe_config(settings: dict, project: dict, mode: str, window: int = 300) ->
         "settings_module": project["settings_module"],
         "service": settings["service"],
         "unit": unit,
-        "socket_path": f"/run/{unit}.sock",
+        "upstream_file": AppSlots(project["name"]).upstream_file,
         "pidfile": f"{lay.run}/gunicorn.pid",
         "bind": settings["bind"],
         "health": {
@@ -88,8 +88,9 @@ NGINX_LOGS = {
 
 
 def app_log(unit: str, lines: int, since: str | None = None, follow: bool = False) -> Cmd:
-    """The gunicorn service's journal, with ISO timestamps so hosts can be merged in order."""
-    argv = ["journalctl", "-u", f"{unit}.service", "--no-pager", "-o", "short-iso"]
+    """The app slots' journal (both: a deploy's new slot logs before it serves), with ISO
+    timestamps so hosts can be merged in order."""
+    argv = ["journalctl", "-u", f"{unit}@*.service", "--no-pager", "-o", "short-iso"]
     argv += ["-n", str(lines)]
     if since:
         argv += ["--since", since]

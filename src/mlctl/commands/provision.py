@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 from mlctl.commands.db import load_env
-from mlctl.config.layout import Layout, unit_name
+from mlctl.commands.service import drain_nginx
+from mlctl.config.layout import SLOTS, AppSlots, Layout, unit_name
 from mlctl.core.shell import Cmd, Raw, script
 from mlctl.remote import envfile
 
@@ -57,10 +58,12 @@ def render(name: str, **values) -> str:
 
 def template_values(cfg) -> dict:
     unit = unit_name(cfg.project["name"])
+    slots = AppSlots(cfg.project["name"])
     return {
         "project": cfg.project["name"],
         "unit": unit,
-        "socket": f"/run/{unit}.sock",
+        "upstream_file": slots.upstream_file,
+        "static_file": slots.static_file,
         "app_user": cfg.app_user,
         "deploy_to": cfg.deploy_to,
         "workers": cfg.gunicorn.workers,
@@ -72,13 +75,19 @@ def template_values(cfg) -> dict:
 
 
 def unit_files(cfg) -> dict[str, str]:
-    """The socket and service units, path -> content."""
+    """The app slots' template units (socket and service), path -> content."""
     v = template_values(cfg)
-    base = f"/etc/systemd/system/{v['unit']}"
+    base = f"/etc/systemd/system/{v['unit']}@"
     return {
         f"{base}.socket": render("gunicorn.socket", **v),
         f"{base}.service": render("gunicorn.service", **v),
     }
+
+
+def single_unit_files(project: str) -> tuple[str, str]:
+    """The one socket and service an earlier mlctl wrote for a project, before its two slots."""
+    base = f"/etc/systemd/system/{unit_name(project)}"
+    return f"{base}.socket", f"{base}.service"
 
 
 def site_paths(project: str) -> tuple[str, str]:
@@ -108,9 +117,8 @@ def survey(cfg, role: str, database: str) -> Cmd:
     """Everything setup decides on, in one round trip. The database probe comes last and is the
     only part whose failure fails the read (a PostgreSQL server that does not answer)."""
     lay = Layout(cfg.deploy_to)
-    unit = unit_name(cfg.project["name"])
     avail, enabled = site_paths(cfg.project["name"])
-    managed = [*unit_files(cfg), avail]
+    managed = [*unit_files(cfg), avail, *single_unit_files(cfg.project["name"])]
     parts = [
         *_section("tools", Raw("for t in"), Cmd.of(*required_tools(cfg))),
         Raw('; do command -v "$t" >/dev/null || echo "$t"; done;'),
@@ -119,7 +127,7 @@ def survey(cfg, role: str, database: str) -> Cmd:
         *_section("dirs", *dirs_off(dir_specs(lay, cfg.app_user, cfg.shared_dirs))),
         *_read_files(lay),
         *_section("sums", Cmd.of("sha256sum", *managed), Raw("2>/dev/null;")),
-        *_section("socket", *_socket_state(unit)),
+        *_section("slots", *slot_state(lay, AppSlots(cfg.project["name"]))),
         *_section("site", *site_linked(avail, enabled), Raw("&& echo yes;")),
     ]
     if cfg.database.engine != "postgresql":
@@ -152,14 +160,43 @@ def _read_files(lay: Layout) -> list:
     ]
 
 
-def _socket_state(unit: str) -> list:
-    sock = f"{unit}.socket"
-    return [
-        Cmd.of("systemctl", "is-enabled", "--quiet", sock),
-        Raw("2>/dev/null && echo enabled;"),
-        Cmd.of("systemctl", "is-active", "--quiet", sock),
-        Raw("2>/dev/null && echo active;"),
-    ]
+def slot_state(lay: Layout, slots: AppSlots) -> list:
+    """Lines `current RID`, `link SLOT RID`, `socket SLOT enabled|active`, `live SLOT` (the slot
+    the included upstream file names; none before the first setup with two slots)."""
+    out = [Raw('echo "current $(readlink'), Cmd.of(lay.current), Raw('2>/dev/null)";')]
+    for slot in SLOTS:
+        sock = f"{slots.unit(slot)}.socket"
+        out += [
+            Raw(f'echo "link {slot} $(readlink'),
+            Cmd.of(lay.slot(slot)),
+            Raw('2>/dev/null)";'),
+            Cmd.of("systemctl", "is-enabled", "--quiet", sock),
+            Raw(f"2>/dev/null && echo 'socket {slot} enabled';"),
+            Cmd.of("systemctl", "is-active", "--quiet", sock),
+            Raw(f"2>/dev/null && echo 'socket {slot} active';"),
+            Cmd.of("grep", "-qs", slots.socket(slot), slots.upstream_file),
+            Raw(f"&& echo 'live {slot}';"),
+        ]
+    return out
+
+
+def parse_slots(text: str) -> dict:
+    """slot_state's lines: {"current": rid, "live": slot, "links": {slot: rid},
+    "sockets": {slot: {"enabled", "active"}}}."""
+    out: dict = {"current": "", "live": "", "links": {}, "sockets": {}}
+    for line in text.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word == "current":
+            out["current"] = rest.strip().rsplit("/", 1)[-1]
+        elif word == "live":
+            out["live"] = rest.strip()
+        elif word == "link":
+            slot, _, target = rest.partition(" ")
+            out["links"][slot] = target.strip().rsplit("/", 1)[-1]
+        elif word == "socket":
+            slot, _, state = rest.partition(" ")
+            out["sockets"].setdefault(slot, set()).add(state.strip())
+    return out
 
 
 def site_linked(avail: str, enabled: str) -> list:
@@ -313,10 +350,22 @@ def role_and_database_sql(role: str, database: str, password: str, has_role, has
 
 
 def enable_socket(unit: str) -> Cmd:
+    """`unit`: the live slot's instance (gunicorn-P@blue): its socket listens now and at boot."""
     return script(
         Cmd.of("systemctl", "daemon-reload"),
         Cmd.of("systemctl", "enable", "--now", f"{unit}.socket"),
-        Cmd.of("systemctl", "enable", f"{unit}.service"),
+    )
+
+
+def remove_single_unit(project: str) -> Cmd:
+    """Stop and remove the one unit of an earlier mlctl, once nginx no longer sends to it: after
+    nginx's old workers finished their requests (at most 30 s)."""
+    unit = unit_name(project)
+    return script(
+        drain_nginx(),
+        Cmd.of("systemctl", "disable", "--now", "--quiet", f"{unit}.socket", f"{unit}.service"),
+        Cmd.of("rm", "-f", *single_unit_files(project)),
+        Cmd.of("systemctl", "daemon-reload"),
     )
 
 

@@ -14,9 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote as urlquote
 
+from mlctl import remote
+from mlctl.commands import cutover as cut
 from mlctl.commands import provision as pv
+from mlctl.commands import service
 from mlctl.commands.release import write_file
-from mlctl.config.layout import Layout, sqlite_path, unit_name
+from mlctl.config import healthpaths
+from mlctl.config.layout import SLOTS, AppSlots, Layout, sqlite_path
 from mlctl.core.errors import PreflightFailed
 from mlctl.core.shell import Cmd
 
@@ -50,8 +54,7 @@ class HostFacts:
     marker: str = ""
     env: dict = field(default_factory=dict)
     sums: dict = field(default_factory=dict)
-    socket_enabled: bool = False
-    socket_active: bool = False
+    slots: dict = field(default_factory=dict)  # provision.parse_slots of the survey
     site_linked: bool = False
     has_role: bool = False
     has_db: bool = False
@@ -68,7 +71,6 @@ class Plan:
 def host_facts(host: str, address: str, sections: dict[str, str]) -> HostFacts:
     """Facts from the survey's sections."""
     db = (sections.get("database") or "0,0").split(",")
-    socket = sections.get("socket", "").split()
     return HostFacts(
         host=host,
         address=address,
@@ -77,8 +79,7 @@ def host_facts(host: str, address: str, sections: dict[str, str]) -> HostFacts:
         marker=sections.get("marker", ""),
         env=pv.parse_env(sections.get("env", "")),
         sums=pv.parse_sums(sections.get("sums", "")),
-        socket_enabled="enabled" in socket,
-        socket_active="active" in socket,
+        slots=pv.parse_slots(sections.get("slots", "")),
         site_linked=sections.get("site") == "yes",
         has_role=db[0] == "1",
         has_db=db[-1] == "1",
@@ -101,7 +102,9 @@ def plan(facts: HostFacts, cfg, new_secret: Callable[[int], str] = secrets.token
         database_step(facts, cfg, env),
         env_step(facts.env, env, lay, "0640", app),
         units_step(facts, cfg),
+        slots_step(facts, cfg),
         site_step(facts, cfg),
+        single_unit_step(facts, cfg),
     ]
     return Plan(steps, env, env_secrets(env))
 
@@ -227,21 +230,63 @@ def file_writes(sums: dict, wanted: dict[str, str]) -> tuple[Action, ...]:
     )
 
 
+def live_slot(facts: HostFacts) -> str:
+    """The slot nginx sends to (blue on a host that has none yet)."""
+    return facts.slots.get("live") or SLOTS[0]
+
+
 def units_step(facts: HostFacts, cfg) -> Step:
-    unit = unit_name(cfg.project["name"])
+    """The slots' template units; the live slot's socket listens (and does at boot)."""
+    unit = AppSlots(cfg.project["name"]).unit(live_slot(facts))
     writes = file_writes(facts.sums, pv.unit_files(cfg))
-    if not writes and facts.socket_enabled and facts.socket_active:
+    socket = facts.slots.get("sockets", {}).get(live_slot(facts), set())
+    if not writes and {"enabled", "active"} <= socket:
         return Step("gunicorn units", False)
     return Step("gunicorn units", True, (*writes, Action("enable socket", pv.enable_socket(unit))))
+
+
+def slots_step(facts: HostFacts, cfg) -> Step:
+    """A host that serves a release runs it in the live slot. On a host an earlier mlctl set up
+    with one unit, the live slot starts with that release and must pass the health gate on its
+    own socket before nginx is pointed at it (site_step): the site stays up during the move."""
+    current, slot = facts.slots.get("current"), live_slot(facts)
+    if not current or facts.slots.get("links", {}).get(slot) == current:
+        return Step("app slots", False)
+    slots, lay = AppSlots(cfg.project["name"]), Layout(cfg.deploy_to)
+    plan = healthpaths.slot_requests(cfg.settings, current, None, slots.socket(slot), "")
+    probe = service.health_probe(cfg.python, remote.source("health"), {**plan, "timeout": 60})
+    start = cut.start_and_gate(slots, lay, slot, current, probe)
+    return Step("app slots", True, (Action(f"start {current} in slot {slot}", start),))
+
+
+def single_unit_step(facts: HostFacts, cfg) -> Step:
+    """The one unit of an earlier mlctl goes once nginx sends to the live slot."""
+    if not any(path in facts.sums for path in pv.single_unit_files(cfg.project["name"])):
+        return Step("single gunicorn unit", False)
+    remove = Action("remove the single unit", pv.remove_single_unit(cfg.project["name"]))
+    return Step("single gunicorn unit", True, (remove,))
 
 
 NGINX_REFUSED = "nginx -t rejected the site; nginx was not reloaded"
 
 
 def site_step(facts: HostFacts, cfg) -> Step:
+    """The site, and the files naming its live slot (written here only when the host has none:
+    from then on each cutover rewrites them)."""
     avail, enabled = pv.site_paths(cfg.project["name"])
     writes = file_writes(facts.sums, pv.site_file(cfg))
-    if not writes and facts.site_linked:
+    slots = AppSlots(cfg.project["name"])
+    live = (
+        ()
+        if facts.slots.get("live")
+        else (
+            Action(
+                "name the live slot", cut.write_live(slots, Layout(cfg.deploy_to), live_slot(facts))
+            ),
+        )
+    )
+    if not writes and not live and facts.site_linked:
         return Step("nginx site", False)
     enable = Action("enable nginx site", pv.enable_site(avail, enabled), refusal=NGINX_REFUSED)
-    return Step("nginx site", True, (*writes, enable, Action("reload nginx", pv.reload_nginx())))
+    reload = Action("reload nginx", pv.reload_nginx())
+    return Step("nginx site", True, (*live, *writes, enable, reload))

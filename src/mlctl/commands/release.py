@@ -161,15 +161,20 @@ def link_venv(lay: Layout, rid: str, venv: str) -> Cmd:
     return Cmd.of("ln", "-sfn", venv, f"{lay.release(rid)}/.venv")
 
 
+def present(lay: Layout, rid: str) -> Cmd:
+    """Exit 1 naming the release when it is not on the host."""
+    missing = Cmd.of("echo", f"release {rid} is not on this host")
+    return Cmd.of("test", "-d", lay.release(rid)).otherwise(
+        Cmd((Raw("{"), missing, Raw(">&2; exit 1; }")))
+    )
+
+
 def switch(lay: Layout, rid: str) -> Cmd:
     """Atomic switch: a new link, then rename over `current` (never rm then ln); `current`
     never points at a release that is not there."""
     tmp = f"{lay.current}.new-{rid}"
-    missing = Cmd.of("echo", f"release {rid} is not on this host")
     return script(
-        Cmd.of("test", "-d", lay.release(rid)).otherwise(
-            Cmd((Raw("{"), missing, Raw(">&2; exit 1; }")))
-        ),
+        present(lay, rid),
         Cmd.of("ln", "-sfn", f"releases/{rid}", tmp),
         Cmd.of("mv", "-Tf", tmp, lay.current),
     )

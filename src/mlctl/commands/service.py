@@ -177,5 +177,16 @@ def switch_restart_and_probe(switch: Cmd, unit: str, probe: Cmd) -> Cmd:
     )
 
 
+def drain_nginx(tenths: int = 300) -> Cmd:
+    """Wait (at most `tenths` tenths of a second) until nginx's workers from before the last
+    reload have finished their requests: only then may the app they were sending to stop."""
+    return Cmd(
+        (
+            Raw("i=0; while pgrep -f 'nginx: worker process is shutting down' >/dev/null"),
+            Raw(f"&& [ $i -lt {tenths} ]; do sleep 0.1; i=$((i+1)); done"),
+        )
+    )
+
+
 def nginx_test() -> Cmd:
     return Cmd.of("nginx", "-t", "-q")

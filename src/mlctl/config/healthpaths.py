@@ -103,6 +103,20 @@ def requests(settings: dict, release: str | None = None, static: str | None = No
     return {"base": f"{url.scheme}://{url.netloc}", "requests": plan}
 
 
+def slot_requests(settings: dict, release: str, static: str | None, socket: str, rel: str) -> dict:
+    """The gate of one app slot, before nginx serves it: the same requests sent to the slot's
+    socket, except the static file (nginx serves those, not gunicorn): it must be in the release's
+    staticfiles/, where nginx will look for it."""
+    plan = requests(settings, release, static)
+    for req in plan["requests"]:
+        if static and req["path"] == static and static.startswith(STATIC_URL):
+            req["file"] = f"{rel}/staticfiles/{static[len(STATIC_URL):]}"
+    return {**plan, "socket": socket}
+
+
+STATIC_URL = "/static/"  # where the nginx site serves the release's staticfiles/
+
+
 def describe(result: dict) -> str:
     """`GET /about/ (Host example.com): HTTP 500 (expected <500)` for one judged request."""
     where = f"GET {result['path']}" + (f" (Host {result['host']})" if result.get("host") else "")

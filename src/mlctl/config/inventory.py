@@ -81,6 +81,7 @@ class EnvConfig:
     hooks = sections.Typed(sections.Hooks)
     rolling = sections.Typed(sections.Rolling)
     build = sections.Typed(sections.Build)
+    cutover = sections.Typed(sections.Cutover)
 
     # The plain settings, one name each (schema.py says what each means; `hosts` and `color`
     # are properties below, as they fill in a default).
@@ -214,10 +215,12 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 
 def _expand_shorthands(layer: dict) -> dict:
+    """A scalar where the schema allows one for a mapping (`database: sqlite`, `cutover:
+    restart`) becomes that mapping's key (`{engine: sqlite}`)."""
     layer = dict(layer or {})
-    db = layer.get("database")
-    if isinstance(db, str):
-        layer["database"] = {"engine": db}
+    for key, f in ENV_KEYS.items():
+        if f.shorthand and isinstance(layer.get(key), str):
+            layer[key] = {f.shorthand: layer[key]}
     return layer
 
 

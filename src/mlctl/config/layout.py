@@ -6,6 +6,7 @@ venvs/<hash>          -> <hash>.<id>/: a virtualenv keyed by requirements hash, 
 wheelhouse/<hash>/    wheels uploaded once per requirements hash (unpacked aside, renamed)
 shared/               .env (0640 root:APP_USER), media/, logs/ — linked into releases
 current -> releases/<id>
+slots/blue, slots/green  -> ../releases/<id>: the release each app slot runs (see AppSlots)
 backups/db/<id>-{before,after}-migrate.<ext>
 .mlctl/lock/          the deploy lock (atomic mkdir) with holder.json and its heartbeat
 .mlctl/history.jsonl  one JSON line per deploy/rollback event
@@ -107,6 +108,13 @@ class Layout:
         return self._p(".mlctl", "marker")
 
     @property
+    def slots(self) -> str:
+        return self._p("slots")
+
+    def slot(self, name: str) -> str:
+        return self._p("slots", name)
+
+    @property
     def run(self) -> str:
         """Pidfile and socket directory of the local (pidfile) service."""
         return self._p("run")
@@ -114,6 +122,45 @@ class Layout:
 
 def unit_name(project: str) -> str:
     return f"gunicorn-{project}"
+
+
+SLOTS = ("blue", "green")
+
+
+@dataclass(frozen=True)
+class AppSlots:
+    """The two app slots of a project on a server: systemd template instances
+    gunicorn-<project>@blue|green, each with its own socket; nginx's upstream for the site is one
+    included file naming the live slot's socket."""
+
+    project: str
+
+    @property
+    def base(self) -> str:
+        return unit_name(self.project)
+
+    def unit(self, slot: str) -> str:
+        return f"{self.base}@{slot}"
+
+    def socket(self, slot: str) -> str:
+        return f"/run/{self.base}-{slot}.sock"
+
+    @property
+    def upstream_file(self) -> str:
+        return f"/etc/nginx/mlctl/{self.project}.upstream.conf"
+
+    @property
+    def static_file(self) -> str:
+        """Included in the site's /static/ location: the live slot's staticfiles/."""
+        return f"/etc/nginx/mlctl/{self.project}.static.conf"
+
+    def retire_unit(self, slot: str) -> str:
+        """The transient timer (and its service) that stops a slot left by a cutover."""
+        return f"mlctl-retire-{self.base}-{slot}"
+
+    @staticmethod
+    def other(slot: str) -> str:
+        return SLOTS[1] if slot == SLOTS[0] else SLOTS[0]
 
 
 def sqlite_path(cfg) -> str:

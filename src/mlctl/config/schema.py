@@ -167,6 +167,25 @@ ENV_KEYS = section(
     color=Field(str, ""),
     allow_root=Field(bool, False),
     rolling=Field(section(batch=Field(int, 0))),
+    cutover=Field(
+        section(
+            mode=Field(
+                str,
+                "nginx",
+                choices=("nginx", "restart"),
+                doc="nginx: the new release starts in the idle app slot and is served only once "
+                "it passed the health gate there; restart: one slot, restarted in place (half the "
+                "memory, requests wait during the restart)",
+            ),
+            keep_old=Field(
+                float,
+                300.0,
+                doc="seconds the slot left by a cutover keeps running (a rollback to it is a "
+                "switch back), then it stops",
+            ),
+        ),
+        shorthand="mode",
+    ),
     branch=Field(str, ""),
     tag_deploys=Field(
         bool,

@@ -115,6 +115,15 @@ class Build(_Section):
     server: str
 
 
+@dataclass(frozen=True)
+class Cutover(_Section):
+    """How a host moves to a new release: nginx (two app slots) or restart (one), and how long
+    the slot left behind keeps running."""
+
+    mode: str
+    keep_old: float
+
+
 T = TypeVar("T")
 
 
@@ -158,4 +167,5 @@ SECTIONS = {
     "hooks": Hooks,
     "rolling": Rolling,
     "build": Build,
+    "cutover": Cutover,
 }

@@ -192,6 +192,11 @@ def check_settings(inv, project: dict, s: dict, sources: dict) -> None:
             "accept-new is refused for a protected environment (pin the host keys)"
         )
     _check_lock_times(inv, s["timeouts"], sources)
+    if s["cutover"]["keep_old"] < 0:
+        raise InventoryError(
+            f"{origin(inv, sources, 'cutover.keep_old')}: must not be negative, "
+            f"got {s['cutover']['keep_old']:g}"
+        )
     _check_shared(inv, s, sources)
     _check_dump_options(inv, s, sources)
     if not local:

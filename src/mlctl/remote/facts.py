@@ -1,4 +1,5 @@
-# Facts about one server in one round trip, printed as JSON. argv: DEPLOY_TO [ENV_PUBLIC_KEYS]
+# Facts about one server in one round trip, printed as JSON. argv: DEPLOY_TO [ENV_PUBLIC_KEYS
+# [UNIT UPSTREAM_FILE]]: with the last two (gunicorn-P, nginx's include) the app slots too.
 # Run as root: it also returns the shared .env's non-public values, which mlctl only adds to its
 # mask (a failing step's output may show them) and never keeps in the facts.
 # remote/hostfiles.py and remote/envfile.py are sent in front.
@@ -6,6 +7,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import sysconfig
 
@@ -64,6 +66,27 @@ def tree(root):
     }
 
 
+SLOTS = ("blue", "green")  # config/layout.py's SLOTS
+
+
+def slots(root, unit, upstream):
+    """The live slot (the one nginx's included upstream names), and per slot the release its link
+    names and whether it runs; None on a host without two slots (set up by an earlier mlctl)."""
+    text = read(upstream, None)
+    if text is None:
+        return None
+    units = ["%s@%s.service" % (unit, s) for s in SLOTS]
+    states = subprocess.run(
+        ["systemctl", "is-active", *units], capture_output=True, text=True
+    ).stdout.split()
+    out = {"live": next((s for s in SLOTS if "/%s-%s.sock" % (unit, s) in text), None)}
+    for slot, state in zip(SLOTS, states + ["unknown"] * len(SLOTS), strict=False):
+        link = os.path.join(root, "slots", slot)
+        target = os.readlink(link) if os.path.islink(link) else ""
+        out[slot] = {"release": os.path.basename(target) or None, "active": state == "active"}
+    return out
+
+
 def facts(root, public):
     env = os.path.join(root, "shared", ".env")
     text = read(env, "") or ""
@@ -77,7 +100,10 @@ def facts(root, public):
 
 def main():
     public = sys.argv[2].split(",") if len(sys.argv) > 2 else ()
-    print(json.dumps(facts(sys.argv[1], public)))
+    out = facts(sys.argv[1], public)
+    if len(sys.argv) > 4:
+        out["slots"] = slots(sys.argv[1], sys.argv[3], sys.argv[4])
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

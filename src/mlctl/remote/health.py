@@ -1,13 +1,18 @@
 # Request the site's health paths and judge each answer (status range, body text, release id).
 # argv: CONFIG_JSON = {"base": "http://127.0.0.1", "timeout": 30, "once": false,
 #                      "requests": [{"path", "expect", "host", "body", "release"}, ...]}
+# With "socket": a gunicorn socket path, the requests go to that app slot directly (no nginx), and
+# a request with "file" (a static file nginx would serve) passes when that file is in the release.
 # Gate (once false): poll until every request passes, or time out; the first request names the
 # release, and until it does the others are not asked (old processes may still answer). A status
 # 500 that persists after the new release answers fails at once. Prints the results as JSON; on
 # failure the failing request on stderr (last line) and exit 69.
 # Once (check, status): ask every request one time and print the results.
+import http.client
 import json
+import os
 import re
+import socket
 import sys
 import time
 import urllib.error
@@ -56,6 +61,42 @@ def fetch(base, req, timeout):
         return None, "", "%s: %s" % (type(e).__name__, getattr(e, "reason", e))
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def fetch_unix(path, req, timeout):
+    conn = UnixHTTPConnection(path, timeout)
+    headers = {"User-Agent": AGENT, "Host": req.get("host") or "localhost"}
+    try:
+        conn.request("GET", req["path"], headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read(1 << 20).decode(errors="replace"), ""
+    except Exception as e:  # noqa: BLE001 — every failure is an answer to report
+        return None, "", "%s: %s" % (type(e).__name__, e)
+    finally:
+        conn.close()
+
+
+def answer(base, req, timeout):
+    """(status, body, error) of one request: through nginx (`base` a URL), or from one app slot
+    (`base` a socket path); a static file the slot's release must hold is looked up on disk."""
+    if not base.startswith("/"):
+        return fetch(base, req, timeout)
+    if req.get("file"):
+        found = os.path.isfile(req["file"])
+        return (200, "", "") if found else (404, "", "")
+    return fetch_unix(base, req, timeout)
+
+
 def served_release(body):
     try:
         return json.loads(body).get("release")
@@ -64,7 +105,7 @@ def served_release(body):
 
 
 def judge(base, req, timeout):
-    status, body, error = fetch(base, req, timeout)
+    status, body, error = answer(base, req, timeout)
     out = {
         "path": req["path"],
         "host": req.get("host", ""),
@@ -123,6 +164,8 @@ def describe(r):
 
 def main():
     cfg = json.loads(sys.argv[1])
+    if cfg.get("socket"):
+        cfg["base"] = cfg["socket"]
     if cfg.get("once"):
         print(json.dumps(once(cfg)))
         return

@@ -180,18 +180,42 @@ def pidfile_gunicorn(timeout):
     return out
 
 
+SLOTS = ("blue", "green")  # config/layout.py's SLOTS
+
+
+def live_slot():
+    """The app slot nginx's included upstream names (None: the host has no two slots yet)."""
+    text = read(CFG["upstream_file"], "") or ""
+    return next((s for s in SLOTS if "/%s-%s.sock" % (CFG["unit"], s) in text), None)
+
+
+def live_unit():
+    return "%s@%s" % (CFG["unit"], live_slot() or SLOTS[0])
+
+
 def gunicorn():
     timeout = min(float(CFG["health"]["timeout"]), 10.0)
     if CFG["service"] == "pidfile":
         return pidfile_gunicorn(timeout)
+    slot = live_slot()
+    unit = live_unit()
     # Read the states before the HTTP probe: a request on the socket would start the service.
     out = {
         "kind": "systemd",
-        "service": unit_state(CFG["unit"] + ".service"),
-        "socket": unit_state(CFG["unit"] + ".socket"),
+        "slot": slot,
+        "unit": unit,
+        "service": unit_state(unit + ".service"),
+        "socket": unit_state(unit + ".socket"),
     }
+    if slot:  # the slot left by the last cutover, while it is kept warm
+        other = SLOTS[1] if slot == SLOTS[0] else SLOTS[0]
+        state = unit_state("%s@%s.service" % (CFG["unit"], other))
+        link = path("slots", other)
+        release = os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+        out["other"] = {"slot": other, "active": state.get("active"), "release": release}
     if CFG["mode"] == "check":
-        out["http"] = http_status(UnixHTTPConnection(CFG["socket_path"], timeout))
+        sock = "/run/%s-%s.sock" % (CFG["unit"], slot or SLOTS[0])
+        out["http"] = http_status(UnixHTTPConnection(sock, timeout))
     return out
 
 
@@ -233,7 +257,7 @@ def app_log():
     # The app's own last lines (its tracebacks): the journal of its unit, or the dev log file.
     if CFG["service"] == "pidfile":
         return {"text": "\n".join((tail_lines(CFG["dev_log"], 1 << 18) or [])[-300:])}
-    unit = "_SYSTEMD_UNIT=%s.service" % CFG["unit"]
+    unit = "_SYSTEMD_UNIT=%s.service" % live_unit()
     r = run(["journalctl", unit, "-o", "cat", "-n", "300", "--no-pager"])
     return {"text": r["out"][-60000:]}
 

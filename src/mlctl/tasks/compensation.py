@@ -17,7 +17,7 @@ from mlctl.core import cancel, console
 from mlctl.core.console import clip
 from mlctl.core.errors import MlctlError, NeedsOperator
 from mlctl.core.shell import mask
-from mlctl.tasks import hoststeps
+from mlctl.tasks import hoststeps, serving
 from mlctl.transport import locking
 
 SERVE, OUT_OF_SERVICE, KEEP = "serve", "out of service", "keep"
@@ -136,7 +136,7 @@ class Compensation:
         status = "bad" if previous else "failed"
         try:
             if action == SERVE:
-                hoststeps.serve(host, previous, "switch back")
+                serving.serve(host, previous, "switch back", keep_old=0)
             elif action == OUT_OF_SERVICE:
                 hoststeps.take_out_of_service(host)
                 console.warn(f"{host.name}: no release to go back to; {self.rid} stopped")

@@ -23,7 +23,7 @@ from mlctl.core.errors import (
 )
 from mlctl.core.shell import Cmd, script
 from mlctl.project import source
-from mlctl.tasks import guards, hoststeps, prune, setup_hosts
+from mlctl.tasks import guards, hoststeps, prune, serving, setup_hosts
 from mlctl.tasks.compensation import Compensation, migration_failed
 from mlctl.tasks.deploy_checks import Preflight
 from mlctl.tasks.venvbuild import VenvBuild
@@ -234,7 +234,7 @@ class Deploy(Preflight, VenvBuild, Compensation):
         # Counted as switched before the command: if the connection drops during it, the link
         # may have moved, and putting it back (idempotent) is always right.
         self.switched.append(host)
-        hoststeps.serve(host, self.rid)
+        serving.serve(host, self.rid)
         self.hooks(host, "after_switch")
         if not self.dry:
             console.step(host.name, f"serving {self.rid}", "green")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from mlctl.config import pyversion
 from mlctl.core.errors import PreflightFailed
 from mlctl.project import settings_scan, source
-from mlctl.tasks import hoststeps
+from mlctl.tasks import hoststeps, serving
 from mlctl.tasks import setup_hosts as setup
 
 MIN_FREE = 300 * 1024 * 1024  # a venv build needs about this much
@@ -39,6 +39,8 @@ class Preflight:
             )
         if self.cfg.service == "pidfile":
             hoststeps.check_port(host)  # in a dry run, planned like every command
+        else:
+            serving.require_slots(host)
 
     def python_need(self) -> tuple[str, str] | None:
         """The project's Python constraint: the inventory's, else the commit's own files."""

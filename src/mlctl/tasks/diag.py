@@ -78,10 +78,13 @@ def gunicorn_field(g: dict) -> dict:
     if g.get("kind") == "pidfile":
         return {"state": "running" if g.get("alive") else "stopped", "pid": g.get("pid")}
     svc = g.get("service") or {}
+    other = g.get("other") or {}
     return {
         "state": svc.get("active", "unknown"),
         "pid": svc.get("pid"),
         "socket": (g.get("socket") or {}).get("active", "unknown"),
+        "slot": g.get("slot"),
+        "warm": other.get("release") if other.get("active") == "active" else None,
     }
 
 
@@ -108,7 +111,9 @@ def field_text(name: str, value) -> str:
         return value[:12]
     if name == "gunicorn":
         pid = f" (pid {value['pid']})" if value.get("pid") else ""
-        return f"{value['state']}{pid}"
+        slot = f", slot {value['slot']}" if value.get("slot") else ""
+        warm = f"; {value['warm']} kept warm" if value.get("warm") else ""
+        return f"{value['state']}{pid}{slot}{warm}"
     if name == "database":
         if value["ok"] is None:
             return value["detail"]

@@ -18,14 +18,15 @@ from mlctl.commands import service
 from mlctl.commands.db import ENV_PUBLIC as PUBLIC
 from mlctl.config import healthpaths
 from mlctl.config.layout import (  # noqa: F401 — sqlite_path: steps' API
+    SLOTS,
+    AppSlots,
     Layout,
     sqlite_path,
-    unit_name,
 )
 from mlctl.core import console
 from mlctl.core.console import clip
 from mlctl.core.errors import DeployFailed, MlctlError, PreflightFailed, RemoteCommandFailed
-from mlctl.core.shell import Cmd, mask
+from mlctl.core.shell import Cmd, mask, script
 from mlctl.transport.journal import local_user
 
 
@@ -38,14 +39,16 @@ def gather_facts(host) -> dict:
     come along and go straight into the mask: a failing step's output may show them, and the
     inventory alone does not know the generated ones."""
     cfg = host.session.cfg
-    read = factcmd.read_facts(cfg.python, remote.source("facts"), cfg.deploy_to, PUBLIC)
+    slots = AppSlots(cfg.project["name"])
+    where = () if cfg.service == "pidfile" else (slots.base, slots.upstream_file)
+    read = factcmd.read_facts(cfg.python, remote.source("facts"), cfg.deploy_to, PUBLIC, where)
     r = host.run("facts", read, warn=True)
     if r.code == 127:  # the shell found no such program
         raise PreflightFailed(
             f"{host.name}: python {cfg.python} not found", "install it or set `python:`"
         )
     if not r.ok:
-        raise RemoteCommandFailed(host.name, "facts", r.code, _last(r.stderr))
+        raise RemoteCommandFailed(host.name, "facts", r.code, last_line(r.stderr))
     facts = json.loads(r.stdout)
     host.session.add_secrets(facts.pop("env_values", []))
     host.facts = facts
@@ -85,11 +88,11 @@ def restart(host) -> None:
     if cfg.service == "pidfile":
         r = host.run("stop gunicorn", pidfile_stop(cfg, lay), warn=True)
         if r.code == PORT_HELD:
-            raise DeployFailed(f"{host.name}: {_last(r.stderr)}", PORT_HINT)
+            raise DeployFailed(f"{host.name}: {last_line(r.stderr)}", PORT_HINT)
         if not r.ok:
-            raise RemoteCommandFailed(host.name, "stop gunicorn", r.code, _last(r.stderr))
+            raise RemoteCommandFailed(host.name, "stop gunicorn", r.code, last_line(r.stderr))
         if r.stderr.strip():
-            console.warn(f"{host.name}: {_last(r.stderr)}")
+            console.warn(f"{host.name}: {last_line(r.stderr)}")
         stopped = r.stdout.strip().splitlines()  # its last line: the log's size, for the gate
         host.facts["log_offset"] = json.loads(stopped[-1])["log_size"] if stopped else 0
         start = service.pidfile_start(
@@ -103,7 +106,13 @@ def restart(host) -> None:
         )
         host.run("start gunicorn", service.start_in(lay.run, start))
     else:
-        host.run("restart gunicorn", systemd_restart(unit_name(cfg.project["name"])))
+        host.run("restart gunicorn", systemd_restart(live_unit(host)))
+
+
+def live_unit(host) -> str:
+    """The unit of the slot nginx sends to (gunicorn-P@blue)."""
+    live = (host.facts.get("slots") or {}).get("live") or SLOTS[0]
+    return AppSlots(host.session.cfg.project["name"]).unit(live)
 
 
 PORT_HELD = 75  # remote/pidfile.py: the port is held by a process that is not ours
@@ -136,7 +145,8 @@ def take_out_of_service(host) -> None:
     if cfg.service == "pidfile":
         stop = pidfile_stop(cfg, lay, "halt")
     else:
-        stop = service.systemd_stop(unit_name(cfg.project["name"]))
+        slots = AppSlots(cfg.project["name"])
+        stop = script(*(service.systemd_stop(slots.unit(s)) for s in SLOTS))
     host.run("take out of service", service.out_of_service(lay.current, stop))
 
 
@@ -144,7 +154,7 @@ def check_port(host) -> None:
     """Before anything changes: the dev port is free or held by this environment's gunicorn."""
     r = host.run("port", pidfile_stop(host.session.cfg, layout(host), "check"), warn=True)
     if r.code == PORT_HELD:
-        raise PreflightFailed(f"{host.name}: {_last(r.stderr)}", PORT_HINT)
+        raise PreflightFailed(f"{host.name}: {last_line(r.stderr)}", PORT_HINT)
 
 
 systemd_restart = service.reset_and_restart
@@ -176,7 +186,7 @@ def app_log_since(host) -> Cmd:
     if cfg.service == "pidfile":
         start = host.facts.get("log_offset", 0) + 1
         return service.dev_log_since(dev_log(layout(host)), start)
-    return service.unit_log_since_start(unit_name(cfg.project["name"]))
+    return service.unit_log_since_start(live_unit(host))
 
 
 def health(host, release: str | None, timeout: float | None = None) -> None:
@@ -197,7 +207,7 @@ def unhealthy(
     its log, else from replaying a request that answered 500 in the release's own code)."""
     failed = next((r for r in _results(stdout) if (r.get("status") or 0) >= 500), None)
     probe_out, _, log = mask(stderr, host.session.secrets).partition(APP_LOG + "\n")
-    detail = _last(probe_out) or (f"exit {code}" if code != UNHEALTHY else "no answer")
+    detail = last_line(probe_out) or (f"exit {code}" if code != UNHEALTHY else "no answer")
     error, trace = healthpaths.app_error(log)
     if not error and release and failed:
         error, trace = replay(host, release, failed)
@@ -230,32 +240,9 @@ def replay(host, release: str, request: dict) -> tuple[str, str]:
     return healthpaths.app_error(mask(r.stdout, host.session.secrets))
 
 
-def _last(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return clip(lines[-1]) if lines else ""
-
-
-def serve(host, release: str, step: str = "switch and restart") -> None:
-    """Point `current` at `release`, restart the app and wait until it serves that release.
-    Under systemd that is one round trip; a failing health probe raises its own error."""
-    cfg = host.session.cfg
-    lay = layout(host)
-    if cfg.service == "pidfile":
-        host.run(step, relcmd.switch(lay, release))
-        restart(host)
-        health(host, release)
-        return
-    wait = cfg.timeouts.health
-    probe = health_probe(cfg, release, wait, static_of(host, release))
-    unit = unit_name(cfg.project["name"])
-    cmd = service.switch_restart_and_probe(relcmd.switch(lay, release), unit, probe)
-    r = host.run(step, cmd, timeout=cfg.timeouts.command + wait, warn=True)
-    if r.code == UNHEALTHY:
-        raise unhealthy(host, wait, r.stderr, UNHEALTHY, release, r.stdout)
-    if not r.ok:
-        raise RemoteCommandFailed(
-            host.name, step, r.code, _last(mask(r.stderr, host.session.secrets))
-        )
 
 
 # ---------------------------------------------------------------- database

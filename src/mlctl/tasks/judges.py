@@ -165,6 +165,12 @@ def migrations_check(dj: dict) -> Check:
     return Check("migrations", OK, "all applied")
 
 
+NO_SLOT = (
+    "no live app slot: nginx's upstream names none (a host set up by an earlier mlctl?); "
+    "run `mlctl ENV setup`"
+)
+
+
 def gunicorn_check(g: dict, unit: str, has_release: bool) -> Check:
     if not has_release:
         return Check("gunicorn", WARN, NO_RELEASE)
@@ -173,6 +179,9 @@ def gunicorn_check(g: dict, unit: str, has_release: bool) -> Check:
             return Check("gunicorn", OK, f"pid {g['pid']} alive")
         return Check("gunicorn", FAIL, "gunicorn: not running (no live pid in run/gunicorn.pid)")
     svc, sock = g["service"], g["socket"]
+    unit = g.get("unit") or unit
+    if "slot" in g and not g["slot"]:
+        return Check("gunicorn", FAIL, NO_SLOT)
     if sock["active"] != "active":
         return Check("gunicorn", FAIL, f"{unit}.socket: {sock['active']}")
     if svc["active"] == "active":

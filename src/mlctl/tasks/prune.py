@@ -1,5 +1,5 @@
-"""Keep `keep_releases` releases: never current, never the release a rollback would go back to;
-drop unused venvs (the commands are in commands/prune.py)."""
+"""Keep `keep_releases` releases: never current, never the release a rollback would go back to,
+never one an app slot still runs; drop unused venvs (the commands are in commands/prune.py)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,16 @@ def choose(releases: list[str], metas: dict, current: str | None, keep: int) -> 
     return [r for r in ids if r not in survivors]
 
 
+def is_running(slot) -> bool:
+    """An app slot (facts["slots"]'s blue or green) running a release: never pruned under it."""
+    return isinstance(slot, dict) and bool(slot.get("active"))
+
+
 def commands(lay: Layout, facts: dict, release: str, keep: int) -> list[Cmd]:
     """Pruning after `release` went live, from the facts gathered before the run (the deploy
     lock kept them true): best effort, so a failure here never fails the deploy."""
     releases = [*facts.get("releases", []), release]
     metas = {**facts.get("metas", {}), release: {"status": "good"}}
-    doomed = choose(releases, metas, release, keep)
+    running = {s.get("release") for s in (facts.get("slots") or {}).values() if is_running(s)}
+    doomed = [r for r in choose(releases, metas, release, keep) if r not in running]
     return [remove_releases(lay, doomed), unused_venvs(lay)] if doomed else [unused_venvs(lay)]

@@ -17,7 +17,7 @@ from mlctl.commands.facts import nonempty
 from mlctl.config.layout import Layout, check_release_id
 from mlctl.core import cancel, console
 from mlctl.core.errors import MlctlError, NeedsOperator, RollbackFailed
-from mlctl.tasks import guards, hoststeps
+from mlctl.tasks import guards, hoststeps, serving
 from mlctl.tasks.releases import rollback_target
 from mlctl.transport import locking
 from mlctl.transport.selection import open_session
@@ -82,7 +82,7 @@ def run(sess, target: str, db: str, locked: list) -> None:
 
     def switch(h):
         try:
-            hoststeps.serve(h, target)
+            serving.serve(h, target)
         except MlctlError:
             back_to(h, leaving[h.name])
             raise
@@ -117,7 +117,7 @@ def back_to(host, release: str | None) -> None:
     if not release:
         return
     try:
-        hoststeps.serve(host, release, "switch back")
+        serving.serve(host, release, "switch back", keep_old=0)
         console.warn(f"{host.name}: rollback failed here; serving {release} again")
     except MlctlError as e:
         console.warn(f"{host.name}: could not switch back to {release}: {e.message}")
