@@ -38,6 +38,17 @@ def parse_args(argv):
     p.add_argument(
         "--load-repeat", type=int, default=1, help="runs per under-load case (default 1)"
     )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=900,
+        help="seconds of measuring after which each case runs once more at most (default 900)",
+    )
+    p.add_argument(
+        "--warm-hosts",
+        default="1,3",
+        help="host counts of the warm (and ops, cold) cases (default 1,3)",
+    )
     p.add_argument("--farm-hosts", type=int, default=HOSTS, help=f"hosts to boot (default {HOSTS})")
     p.add_argument("--quick", action="store_true", help="one run of every case; no RESULTS.md")
     p.add_argument(
