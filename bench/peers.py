@@ -52,7 +52,8 @@ class Capistrano(Peer):
         if not shutil.which("cap"):
             raise BenchError("Capistrano is missing: apt-get install -y capistrano")
         out = subprocess.run(["cap", "--version"], capture_output=True, text=True, check=True)
-        return out.stdout.split()[-1]
+        found = re.search(r"Capistrano Version: (\S+)", out.stdout)  # "... (Rake Version: 13)"
+        return found.group(1) if found else out.stdout.strip()
 
     def deploy(self, n: int, commit: str, cold: bool = False, ok=(0,)) -> Run:
         argv = ["cap", "bench", "deploy"]

@@ -4,6 +4,7 @@ require "shellwords"
 
 WHEELS = Mutex.new
 WHEELS_TAR = {}
+PREVIOUS = {} # host name → the release `current` named before the switch (SSHKit copies hosts)
 
 # requirements.txt of the commit resolved into a wheelhouse for the hosts' Python, once per run.
 def wheels_tarball
@@ -85,7 +86,7 @@ namespace :django do
 
   task :remember_current do
     on release_roles(:app) do |host|
-      host.set(:previous_release, capture(:readlink, current_path)) if test("[ -L #{current_path} ]")
+      PREVIOUS[host.hostname] = capture(:readlink, current_path) if test("[ -L #{current_path} ]")
     end
   end
 
@@ -112,7 +113,7 @@ namespace :django do
   desc "After a failed deploy, point current back at the previous release and restart"
   task :revert do
     on release_roles(:app) do |host|
-      previous = host.fetch(:previous_release)
+      previous = PREVIOUS[host.hostname]
       next if previous.nil? || capture(:readlink, current_path) == previous
       swap_current(previous)
       restart_app
