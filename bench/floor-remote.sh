@@ -26,7 +26,7 @@ done
 (cd "$R" && set -a && . ./.env && set +a && ./.venv/bin/python manage.py collectstatic --noinput -v 0)
 ln -sfn "releases/$rid" "$D/current.new-$rid"
 mv -Tf "$D/current.new-$rid" "$D/current"
-systemctl restart "$unit.service"
+/usr/local/sbin/bench-restart-app "$D" "$unit"
 i=0
 until curl -fsS --max-time 5 http://127.0.0.1/healthz 2>/dev/null | grep -qF "\"$rid\""; do
     i=$((i + 1))

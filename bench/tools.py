@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,7 @@ class Run:
     code: int
     stdout: str
     stderr: str
+    cpu: float = 0.0  # control-side CPU seconds of the command and its children
     log_dir: Path | None = None
     records: list = field(default_factory=list)
 
@@ -51,7 +53,14 @@ class Run:
         return out
 
 
+def children_cpu() -> float:
+    """User + system CPU seconds of every child this process has waited for."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def timed(argv: list[str], env: dict | None = None, cwd: Path | None = None, ok=(0,)) -> Run:
+    cpu = children_cpu()
     start = time.perf_counter()
     p = subprocess.run(
         argv,
@@ -63,6 +72,7 @@ def timed(argv: list[str], env: dict | None = None, cwd: Path | None = None, ok=
         timeout=900,
     )
     run = Run(time.perf_counter() - start, p.returncode, p.stdout, p.stderr)
+    run.cpu = children_cpu() - cpu
     if p.returncode not in ok:
         tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-25:])
         raise BenchError(f"{' '.join(map(str, argv))} exited {p.returncode}:\n{tail}")
@@ -160,8 +170,8 @@ class Mlctl:
             run.records = [json.loads(line) for line in journal.read_text().splitlines()]
         return run
 
-    def deploy(self, n: int) -> Run:
-        return self.run(n, ENV, "deploy", "--skip-tests")
+    def deploy(self, n: int, commit: str = "", cold: bool = False, ok=(0,)) -> Run:
+        return self.run(n, ENV, "deploy", "--skip-tests", ok=ok)
 
     def rollback(self, n: int) -> Run:
         return self.run(n, ENV, "rollback", "--db", "code-only")
@@ -176,7 +186,7 @@ class Floor:
         self.pyver = pyver
         self.platforms = platforms or []
 
-    def deploy(self, n: int, commit: str, cold: bool = False) -> Run:
+    def deploy(self, n: int, commit: str, cold: bool = False, ok=(0,)) -> Run:
         env = {
             "SSH_CONFIG": str(self.ws.farm.ssh_config),
             "CONTROL_DIR": str(self.ws.path / "floor-cm"),
@@ -187,7 +197,7 @@ class Floor:
             env.update(COLD="1", PYVER=self.pyver, PLATFORMS=" ".join(self.platforms))
         rid = self.ws.release_id(commit)
         argv = ["sh", str(BENCH / "floor.sh"), str(self.ws.repo), commit, rid]
-        return timed(argv + [h.name for h in self.ws.hosts(n)], env=env)
+        return timed(argv + [h.name for h in self.ws.hosts(n)], env=env, ok=ok)
 
     @staticmethod
     def round_trips(cold: bool) -> int:
@@ -248,7 +258,7 @@ class Ansible:
     def inventory(self, n: int) -> Path:
         return self.dir / f"inventory-{n}.ini"
 
-    def deploy(self, n: int, commit: str, cold: bool = False) -> Run:
+    def deploy(self, n: int, commit: str, cold: bool = False, ok=(0,)) -> Run:
         extra = {
             "repo": str(self.ws.repo),
             "commit": commit,
@@ -269,7 +279,7 @@ class Ansible:
             json.dumps(extra),
         ]
         env = {"ANSIBLE_CONFIG": str(self.dir / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-        return timed(argv, env=env)
+        return timed(argv, env=env, ok=ok)
 
     @staticmethod
     def round_trips(run: Run, host: str = "h1") -> int:
