@@ -59,7 +59,7 @@ def test_setup_provisions_hosts_and_second_run_changes_nothing(world):
     }
     second = mlctl(inv, "test", "setup").stderr + mlctl(inv, "live", "setup", "--yes").stderr
     assert "changed" not in second, second
-    assert second.count(": ok") == 9 * len(farm.hosts)
+    assert second.count(": ok") == 10 * len(farm.hosts)
     for h in farm.hosts:
         assert before[h.address] == ssh(
             farm,
