@@ -69,10 +69,17 @@ def serve(host, release: str, step: str = "", keep_old=None) -> None:
     if how == START:
         start_slot(host, slot, release)
     keep = cfg.cutover.keep_old if keep_old is None else keep_old
-    # a slot that runs the release already is asked on its socket first, like a started one
-    gated = how == START or slot == slots.get("live")
+    # a slot found running the release (not the live one) is asked on its socket first, as a
+    # started one was by start_slot
+    on_socket = how == START or slot == slots.get("live")
     switch_nginx(
-        host, slot, release, slots.get("live"), keep, f"{step or 'cutover'} to slot {slot}", gated
+        host,
+        slot,
+        release,
+        slots.get("live"),
+        keep,
+        f"{step or 'cutover'} to slot {slot}",
+        on_socket,
     )
     return None
 
@@ -117,13 +124,16 @@ def start_slot(host, slot: str, release: str) -> None:
     mark(host, slot, release, active=True)
 
 
-def switch_nginx(host, slot: str, release: str, old, keep: float, step: str, gated: bool) -> None:
+def switch_nginx(
+    host, slot: str, release: str, old, keep: float, step: str, on_socket: bool
+) -> None:
     """nginx and `current` to `slot`, then the gate's requests again, through nginx; unless
-    `gated` (it passed on its socket already), first the gate on the slot's own socket."""
+    `on_socket` (it passed the gate on its own socket already, or it is the live slot), first
+    the gate on the slot's own socket."""
     cfg = host.session.cfg
     lay, slots = Layout(cfg.deploy_to), AppSlots(cfg.project["name"])
     log = service.unit_log_since_start(slots.unit(slot))
-    first = () if gated else (service.probe_or_explain(gate_probe(host, release, slot), log),)
+    first = () if on_socket else (service.probe_or_explain(gate_probe(host, release, slot), log),)
     cmd = script(
         service.mark_start(),
         *first,
